@@ -1,0 +1,32 @@
+"""``calibrate init``: start a profile from datasheet numbers and documented defaults."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from calibrate.defaults import skeleton
+from calibrate.profile_io import write_profile
+from solver.errors import InputError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("init", help="write a published/default profile for a known GPU",
+                       description="Write a complete profile from the datasheet table "
+                                   "(calibrate/published.py) with `default` network, memory and "
+                                   "compute assumptions, ready to be refined by measurements.")
+    p.add_argument("--gpu", required=True, help="GPU name or alias, e.g. A100-80GB, H100, L40S")
+    p.add_argument("--out", required=True, help="profile path to write (refuses to overwrite without --force)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError(str(out), "", "exists; pass --force to overwrite")
+    data = skeleton(args.gpu, command="calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    write_profile(out, data)
+    print(f"wrote {out} ({data['gpu']['name']}, published + defaults)")
+    return 0

@@ -1,0 +1,77 @@
+"""Read, merge and atomically write profile files.
+
+Writers replace only the sections they own (``collectives``, ``network``, ``memory``,
+``compute``, ``serving``) and keep the rest; the result is validated with the solver's own
+loader before ``os.replace`` puts it in place, so a bad write never leaves a broken file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from solver.inputs.profile import SCHEMA_VERSION, parse_profile
+
+
+def read_profile_dict(path: str | Path) -> dict | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_profile(path: str | Path, data: dict) -> None:
+    """Validate ``data`` as a profile, then write it atomically (sorted keys stay stable
+    only inside sections; ``schema_version`` first for humans)."""
+    parse_profile(data, str(path))  # raises InputError, nothing written
+    ordered = {"schema_version": data.get("schema_version", SCHEMA_VERSION)}
+    ordered.update({k: v for k, v in data.items() if k != "schema_version"})
+    atomic_write_text(path, json.dumps(ordered, indent=2) + "\n")
+
+
+def merge_sections(base: dict | None, update: dict, sections: tuple[str, ...]) -> dict:
+    """``base`` with ``sections`` taken from ``update``; other sections of ``base`` kept.
+
+    ``collectives`` merge by key (collective, ranks, scope): a new fit replaces the old one
+    for the same key, others stay. ``provenance`` keeps a per-section record.
+    """
+    out = dict(base or {})
+    for sec in sections:
+        if sec not in update:
+            continue
+        if sec == "collectives":
+            key = lambda c: (c["collective"], c["ranks"], c["scope"])  # noqa: E731
+            merged = {key(c): c for c in out.get("collectives", [])}
+            merged.update({key(c): c for c in update["collectives"]})
+            out["collectives"] = sorted(merged.values(), key=key)
+        elif isinstance(update[sec], dict) and isinstance(out.get(sec), dict):
+            out[sec] = {**out[sec], **update[sec]}
+        else:
+            out[sec] = update[sec]
+    prov = dict(out.get("provenance", {}))
+    for sec in sections:
+        if sec in update and "provenance" in update:
+            prov.setdefault("sections", {})[sec] = update["provenance"]
+    if prov:
+        out["provenance"] = prov
+    out.setdefault("schema_version", SCHEMA_VERSION)
+    return out

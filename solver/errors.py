@@ -1,0 +1,25 @@
+"""One error type for every bad input, printed as one line and exit code 2."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """Bad user input: names the file, the field and the reason.
+
+    ``str(err)`` is the single line the CLI prints, e.g.
+    ``cluster.yaml: node_groups[0].count: must be an integer >= 1, got 0``.
+    """
+
+    def __init__(self, where: str, field: str, reason: str):
+        self.where = where
+        self.field = field
+        self.reason = reason
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        parts = [p for p in (self.where, self.field) if p]
+        return ": ".join(parts + [self.reason])
+
+
+class InfeasibleError(Exception):
+    """A well-formed request that no plan can satisfy; the message says why in one line."""

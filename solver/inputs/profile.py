@@ -1,0 +1,305 @@
+"""The profile file: the one contract between ``calibrate`` (writer) and ``solver`` (reader).
+
+Schema (version 1) is documented in ``docs/profile.md``. Every number the cost model uses
+comes from here, each with its ``source``: ``measured`` (real hardware, provenance says
+who/how), ``published`` (datasheet or public benchmark), ``synthetic`` (test fixtures) or
+``default`` (a documented assumption used when nothing was calibrated).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from solver.errors import InputError
+from solver.inputs.fields import Fields, load_json
+
+SCHEMA_VERSION = 1
+SOURCES = ("measured", "published", "synthetic", "default")
+SCOPES = ("intra_node", "inter_node")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send_recv")
+CURVE_KINDS = ("constant", "saturating", "table")
+ACTIVATION_MODELS = ("tokens_linear_v1",)
+# Coefficients of the activation-peak model (design.md section 5):
+# peak = c0_bytes + T*p*(c_h*h + c_h_t*h/t + c_f_t*f/t + c_q_t*a*d/t) + c_attn_t*b*s^2*(a/t)*p
+ACTIVATION_COEFS = ("c0_bytes", "c_h", "c_h_t", "c_f_t", "c_q_t", "c_attn_t")
+
+_VALUE_KEYS = ("value", "source", "ref", "range", "fit_error", "note")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A number with provenance."""
+    value: float
+    source: str
+    ref: str = ""
+    range: dict | None = None
+    fit_error: dict | None = None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Efficiency (0..1] as a function of one size quantity ``x``.
+
+    ``constant``: value. ``saturating``: eff_max * x / (x + x_half) -- small kernels do
+    not fill the GPU (a roofline-style ramp). ``table``: linear in log(x) between points,
+    clamped at the ends.
+    """
+    kind: str
+    x_quantity: str
+    params: dict
+    source: str
+    ref: str = ""
+    range: dict | None = None
+    fit_error: dict | None = None
+
+    def at(self, x: float) -> float:
+        if self.kind == "constant":
+            return float(self.params["value"])
+        if self.kind == "saturating":
+            return float(self.params["eff_max"]) * x / (x + float(self.params["x_half"]))
+        xs, ys = self.params["x"], self.params["y"]
+        return _loglinear_interp(xs, ys, x)
+
+    def in_range(self, x: float) -> bool:
+        lo_hi = (self.range or {}).get(self.x_quantity)
+        return lo_hi is None or lo_hi[0] <= x <= lo_hi[1]
+
+
+def _loglinear_interp(xs: list[float], ys: list[float], x: float) -> float:
+    if x <= xs[0]:
+        return float(ys[0])
+    if x >= xs[-1]:
+        return float(ys[-1])
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            w = (math.log(x) - math.log(xs[i - 1])) / (math.log(xs[i]) - math.log(xs[i - 1]))
+            return float(ys[i - 1] + w * (ys[i] - ys[i - 1]))
+    return float(ys[-1])
+
+
+@dataclass(frozen=True)
+class CollectiveFit:
+    """t(S) = alpha + factor(n) * S / busbw, nccl-tests conventions (design.md section 4).
+
+    ``table`` (size_bytes -> time_us), when present, is used inside its range by log-log
+    interpolation; it captures the protocol/algorithm switches one line cannot.
+    """
+    collective: str
+    ranks: int
+    scope: str
+    alpha_us: float
+    busbw_gbps: float
+    source: str
+    ref: str = ""
+    range_bytes: tuple[int, int] | None = None
+    max_rel_err: float | None = None
+    mean_rel_err: float | None = None
+    nominal_gbps: float | None = None
+    table_size_bytes: tuple[float, ...] = ()
+    table_time_us: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActivationModel:
+    model: str
+    coef: dict
+    source: str
+    runtime: str = ""
+    ref: str = ""
+    range: dict | None = None
+    fit_error: dict | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    gpu_name: str
+    aliases: tuple[str, ...]
+    interconnect: str
+    memory_gib: Value
+    intra_node_gbps: Value
+    peak_tflops: dict  # dtype -> Value
+    hbm_gbps: Value
+    collectives: tuple[CollectiveFit, ...]
+    network: dict  # name -> Value
+    activation: ActivationModel | None
+    runtime_overhead_gib: Value
+    fragmentation_frac: Value
+    prefill_efficiency: Curve
+    decode_efficiency: Curve
+    provenance: dict
+    serving: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict, repr=False)
+
+    def matches(self, gpu: str) -> bool:
+        key = normalize_gpu_name(gpu)
+        return key in {normalize_gpu_name(n) for n in (self.gpu_name, *self.aliases)}
+
+    def peak_flops(self, dtype: str) -> float:
+        """FLOP/s for matmuls in ``dtype`` (fp8 falls back to the 16-bit rate if the GPU
+        has no fp8 tensor cores listed)."""
+        v = self.peak_tflops.get(dtype) or self.peak_tflops.get("bf16") or self.peak_tflops.get("fp16")
+        return v.value * 1e12
+
+    def collective(self, collective: str, scope: str) -> list[CollectiveFit]:
+        return [c for c in self.collectives if c.collective == collective and c.scope == scope]
+
+
+def normalize_gpu_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+# ---------------------------------------------------------------- parsing
+
+def _value(data, where: str, path: str) -> Value:
+    f = Fields(data, where, path, _VALUE_KEYS)
+    return Value(
+        value=f.get("value", float),
+        source=f.get("source", str, choices=SOURCES),
+        ref=f.get("ref", str, ""),
+        range=f.get("range", dict, None),
+        fit_error=f.get("fit_error", dict, None),
+    )
+
+
+def _curve(data, where: str, path: str) -> Curve:
+    f = Fields(data, where, path, ("kind", "x", "x_quantity", "value", "eff_max", "x_half", "y",
+                                   "source", "ref", "range", "fit_error", "note"))
+    kind = f.get("kind", str, choices=CURVE_KINDS)
+    if kind == "constant":
+        params = {"value": f.get("value", float, min_value=1e-6, max_value=1.0)}
+    elif kind == "saturating":
+        params = {"eff_max": f.get("eff_max", float, min_value=1e-6, max_value=1.0),
+                  "x_half": f.get("x_half", float, min_value=0.0)}
+    else:
+        xs, ys = f.get("x", list), f.get("y", list)
+        if len(xs) != len(ys) or len(xs) < 2:
+            raise f.error("y", "table needs x and y lists of equal length >= 2")
+        if any(not isinstance(v, (int, float)) or v <= 0 for v in xs) or sorted(xs) != list(xs):
+            raise f.error("x", "must be positive numbers in increasing order")
+        if any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in ys):
+            raise f.error("y", "efficiencies must be numbers in (0, 1]")
+        params = {"x": [float(v) for v in xs], "y": [float(v) for v in ys]}
+    return Curve(kind=kind, x_quantity=f.get("x_quantity", str, "layer_gflop"), params=params,
+                 source=f.get("source", str, choices=SOURCES), ref=f.get("ref", str, ""),
+                 range=f.get("range", dict, None), fit_error=f.get("fit_error", dict, None))
+
+
+def _collective(data, where: str, path: str) -> CollectiveFit:
+    f = Fields(data, where, path, ("collective", "ranks", "scope", "alpha_us", "busbw_gbps", "source",
+                                   "ref", "range_bytes", "max_rel_err", "mean_rel_err", "nominal_gbps",
+                                   "efficiency", "table", "runtime", "note", "fit_points"))
+    rng = f.get("range_bytes", list, None)
+    if rng is not None and (len(rng) != 2 or not all(isinstance(v, (int, float)) for v in rng)):
+        raise f.error("range_bytes", "must be [min_bytes, max_bytes]")
+    table = f.get("table", dict, None)
+    sizes, times = (), ()
+    if table is not None:
+        tf = Fields(table, where, f"{path}.table", ("size_bytes", "time_us"))
+        sizes, times = tf.get("size_bytes", list), tf.get("time_us", list)
+        if len(sizes) != len(times) or len(sizes) < 2 or sorted(sizes) != list(sizes):
+            raise tf.error("time_us", "size_bytes (increasing) and time_us need equal length >= 2")
+    return CollectiveFit(
+        collective=f.get("collective", str, choices=COLLECTIVES),
+        ranks=f.get("ranks", int, min_value=2),
+        scope=f.get("scope", str, choices=SCOPES),
+        alpha_us=f.get("alpha_us", float, min_value=0.0),
+        busbw_gbps=f.get("busbw_gbps", float, min_value=1e-6),
+        source=f.get("source", str, choices=SOURCES),
+        ref=f.get("ref", str, ""),
+        range_bytes=tuple(rng) if rng else None,
+        max_rel_err=f.get("max_rel_err", float, None),
+        mean_rel_err=f.get("mean_rel_err", float, None),
+        nominal_gbps=f.get("nominal_gbps", float, None),
+        table_size_bytes=tuple(float(s) for s in sizes),
+        table_time_us=tuple(float(t) for t in times),
+    )
+
+
+def _activation(data, where: str, path: str) -> ActivationModel:
+    f = Fields(data, where, path, ("model", "coef", "source", "runtime", "ref", "range", "fit_error", "note"))
+    coef_raw = f.get("coef", dict)
+    cf = Fields(coef_raw, where, f"{path}.coef", ACTIVATION_COEFS)
+    coef = {k: cf.get(k, float, 0.0) for k in ACTIVATION_COEFS}
+    return ActivationModel(model=f.get("model", str, choices=ACTIVATION_MODELS), coef=coef,
+                           source=f.get("source", str, choices=SOURCES), runtime=f.get("runtime", str, ""),
+                           ref=f.get("ref", str, ""), range=f.get("range", dict, None),
+                           fit_error=f.get("fit_error", dict, None))
+
+
+def parse_profile(data: object, where: str) -> Profile:
+    top = Fields(data, where, "", ("schema_version", "gpu", "provenance", "collectives", "network",
+                                   "memory", "compute", "serving", "notes"))
+    version = top.get("schema_version", int)
+    if version != SCHEMA_VERSION:
+        raise top.error("schema_version", f"unsupported version {version}; this solver reads {SCHEMA_VERSION}")
+    g = Fields(top.get("gpu", dict), where, "gpu", ("name", "aliases", "memory_gib", "interconnect",
+                                                    "intra_node_gbps", "peak_tflops", "hbm_gbps", "note"))
+    peaks_raw = g.get("peak_tflops", dict)
+    if not peaks_raw:
+        raise g.error("peak_tflops", "needs at least one dtype (bf16, fp16, fp8)")
+    peaks = {k: _value(v, where, f"gpu.peak_tflops.{k}") for k, v in peaks_raw.items()}
+    aliases = g.get("aliases", list, [])
+    if not all(isinstance(a, str) for a in aliases):
+        raise g.error("aliases", "must be a list of strings")
+    colls_raw = top.get("collectives", list, [])
+    colls = tuple(_collective(c, where, f"collectives[{i}]") for i, c in enumerate(colls_raw))
+    net_raw = top.get("network", dict, {})
+    net_f = Fields(net_raw, where, "network", ("inter_node_alpha_us", "nic_efficiency",
+                                               "intra_node_alpha_us", "intra_node_p2p_efficiency"))
+    network = {k: _value(v, where, f"network.{k}") for k, v in net_f.data.items()}
+    mem = Fields(top.get("memory", dict), where, "memory",
+                 ("activation_peak", "runtime_overhead_gib", "fragmentation_frac", "note"))
+    comp = Fields(top.get("compute", dict), where, "compute",
+                  ("prefill_efficiency", "decode_efficiency", "note"))
+    act_raw = mem.get("activation_peak", dict, None)
+    return Profile(
+        path=where,
+        gpu_name=g.get("name", str),
+        aliases=tuple(aliases),
+        interconnect=g.get("interconnect", str, choices=("nvlink", "pcie")),
+        memory_gib=_value(g.get("memory_gib", dict), where, "gpu.memory_gib"),
+        intra_node_gbps=_value(g.get("intra_node_gbps", dict), where, "gpu.intra_node_gbps"),
+        peak_tflops=peaks,
+        hbm_gbps=_value(g.get("hbm_gbps", dict), where, "gpu.hbm_gbps"),
+        collectives=colls,
+        network=network,
+        activation=_activation(act_raw, where, "memory.activation_peak") if act_raw else None,
+        runtime_overhead_gib=_value(mem.get("runtime_overhead_gib", dict), where, "memory.runtime_overhead_gib"),
+        fragmentation_frac=_value(mem.get("fragmentation_frac", dict), where, "memory.fragmentation_frac"),
+        prefill_efficiency=_curve(comp.get("prefill_efficiency", dict), where, "compute.prefill_efficiency"),
+        decode_efficiency=_curve(comp.get("decode_efficiency", dict), where, "compute.decode_efficiency"),
+        provenance=top.get("provenance", dict, {}),
+        serving=top.get("serving", dict, {}),
+        raw=data,
+    )
+
+
+def load_profile(path: str | Path) -> Profile:
+    return parse_profile(load_json(path), str(path))
+
+
+def load_profiles(paths: list[str]) -> list[Profile]:
+    """Each entry a profile file or a folder of ``*.json`` profiles."""
+    out = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            files = sorted(pp.glob("*.json"))
+            if not files:
+                raise InputError(str(pp), "", "folder holds no *.json profiles")
+            out.extend(load_profile(f) for f in files)
+        else:
+            out.append(load_profile(pp))
+    return out
+
+
+def profile_for(gpu: str, profiles: list[Profile], where: str = "") -> Profile:
+    for prof in profiles:
+        if prof.matches(gpu):
+            return prof
+    have = ", ".join(p.gpu_name for p in profiles) or "none"
+    raise InputError(where, "gpu", f"no profile for GPU {gpu!r}; profiles given: {have}")

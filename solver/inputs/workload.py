@@ -1,0 +1,55 @@
+"""Workload: an offline batch of requests, and the dtypes it runs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solver.errors import InputError
+from solver.units import DTYPE_BYTES
+
+WEIGHT_DTYPES = ("fp16", "bf16", "fp8")
+KV_DTYPES = ("fp16", "bf16", "fp8")
+
+
+@dataclass(frozen=True)
+class Workload:
+    batch: int = 1
+    prompt_len: int = 1024
+    output_len: int = 128
+    dtype: str = "bf16"  # weights
+    kv_dtype: str = ""  # "" = follow the activation dtype (vLLM's kv_cache_dtype=auto)
+
+    def __post_init__(self):
+        for name in ("batch", "prompt_len"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError("", f"--{name.replace('_', '-')}", f"must be an integer >= 1, got {v!r}")
+        if isinstance(self.output_len, bool) or not isinstance(self.output_len, int) or self.output_len < 0:
+            raise InputError("", "--output-len", f"must be an integer >= 0, got {self.output_len!r}")
+        if self.dtype not in WEIGHT_DTYPES:
+            raise InputError("", "--dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
+        if self.kv_dtype and self.kv_dtype not in KV_DTYPES:
+            raise InputError("", "--kv-dtype", f"must be one of {', '.join(KV_DTYPES)}, got {self.kv_dtype!r}")
+
+    @property
+    def act_dtype(self) -> str:
+        """Activations run in 16-bit even with fp8 weights (W8A16/FP8 kernels upcast or
+        accumulate in 16-bit); bf16 is what vLLM uses for fp8 checkpoints."""
+        return "bf16" if self.dtype == "fp8" else self.dtype
+
+    @property
+    def weight_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def act_bytes(self) -> int:
+        return DTYPE_BYTES[self.act_dtype]
+
+    @property
+    def kv_bytes(self) -> int:
+        return DTYPE_BYTES[self.kv_dtype or self.act_dtype]
+
+    @property
+    def context_len(self) -> int:
+        """Tokens a sequence holds in KV cache at its end."""
+        return self.prompt_len + self.output_len
