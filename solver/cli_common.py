@@ -1,0 +1,65 @@
+"""Options and output helpers shared by ``solver`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from contextlib import contextmanager
+
+from solver.cost.warn import CalibrationWarning
+from solver.errors import InputError
+from solver.inputs.workload import KV_DTYPES, WEIGHT_DTYPES, Workload
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="preset name (llama3-8b, llama3-70b, llama3.1-405b, qwen2.5-72b, mixtral-8x7b, ...) "
+                        "or a path to a Hugging Face config.json")
+
+
+def add_workload_args(p: argparse.ArgumentParser, batch_default: int = 1) -> None:
+    g = p.add_argument_group("workload")
+    g.add_argument("--batch", type=int, default=batch_default,
+                   help=f"sequences in the offline batch (default {batch_default})")
+    g.add_argument("--prompt-len", type=int, default=1024, help="prompt tokens per sequence (default 1024)")
+    g.add_argument("--output-len", type=int, default=128, help="generated tokens per sequence (default 128)")
+    g.add_argument("--dtype", default="bf16", choices=WEIGHT_DTYPES, help="weight dtype (default bf16)")
+    g.add_argument("--kv-dtype", default="", choices=("",) + KV_DTYPES,
+                   help="KV-cache dtype (default: the activation dtype, fp8 weights -> bf16)")
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) instead of warning when a prediction leaves the profile's calibrated range")
+
+
+def workload_from(args) -> Workload:
+    return Workload(batch=args.batch, prompt_len=args.prompt_len, output_len=args.output_len,
+                    dtype=args.dtype, kv_dtype=args.kv_dtype)
+
+
+@contextmanager
+def collect_warnings(strict: bool):
+    """Collect CalibrationWarnings (deduplicated, in order) into the yielded list."""
+    seen: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CalibrationWarning)
+        yield seen
+        for w in caught:
+            if issubclass(w.category, CalibrationWarning) and str(w.message) not in seen:
+                seen.append(str(w.message))
+    if strict and seen:
+        raise InputError("--strict", "", seen[0])
+
+
+def emit(payload: dict, as_json: bool, human: str, warns: list[str]) -> None:
+    if as_json:
+        payload = dict(payload, warnings=warns)
+        print(json.dumps(payload, indent=2))
+        return
+    print(human)
+    for w in warns:
+        print(f"warning: {w}", file=sys.stderr)

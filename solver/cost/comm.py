@@ -1,0 +1,102 @@
+"""Communication time from the profile: TP collectives and inter-stage transfers.
+
+Every number comes from the profile's collective fits (``solver.cost.collectives``) or, when
+the profile has none for a case, from its ``network`` block and nominal link bandwidth,
+with a :class:`CalibrationWarning` saying so.
+"""
+
+from __future__ import annotations
+
+from solver.cost.collectives import bus_factor, collective_time_us, find_fit, in_fitted_range
+from solver.cost.warn import note
+from solver.inputs.profile import CollectiveFit, Profile
+
+# Megatron sends one activation tensor between stages; vLLM sends hidden_states and the
+# residual (design.md section 5).
+TENSORS_BETWEEN_STAGES = {"vllm": 2, "megatron": 1}
+
+
+def _nearest_fit(profile: Profile, collective: str, ranks: int, scope: str) -> CollectiveFit | None:
+    fit = find_fit(profile.collectives, collective, ranks, scope)
+    if fit is not None:
+        return fit
+    others = profile.collective(collective, scope)
+    if not others:
+        return None
+    near = min(others, key=lambda f: (abs(f.ranks - ranks), f.ranks))
+    note(f"{profile.path}: no {collective} fit for {ranks} ranks ({scope}); using the {near.ranks}-rank "
+         f"fit's bus bandwidth (ring busbw is about independent of n; not so with NVLS/SHARP)")
+    return near
+
+
+def collective_time_s(profile: Profile, collective: str, ranks: int, scope: str, size_bytes: float,
+                      nominal_gbps: float | None = None) -> float:
+    """Seconds for one collective of nccl-tests size ``size_bytes`` on ``ranks`` GPUs.
+
+    With no fit for the collective in that scope, falls back to the profile's network
+    defaults on ``nominal_gbps`` (the intra-node link when not given)."""
+    if ranks <= 1 or size_bytes <= 0:
+        return 0.0
+    fit = _nearest_fit(profile, collective, ranks, scope)
+    if fit is not None:
+        if fit.ranks != ranks:
+            t_us = fit.alpha_us + bus_factor(collective, ranks) * size_bytes / (fit.busbw_gbps * 1e3)
+        else:
+            t_us = collective_time_us(fit, size_bytes)
+        if not in_fitted_range(fit, size_bytes):
+            lo, hi = fit.range_bytes
+            note(f"{profile.path}: {collective} {ranks}-rank {scope} fitted on {lo:.0f}-{hi:.0f} B, "
+                 f"asked for {size_bytes:.0f} B (extrapolated)")
+        return t_us * 1e-6
+    alpha_us, bw_gbps = _link_defaults(profile, scope, nominal_gbps)
+    note(f"{profile.path}: no {collective} fit ({scope}); using nominal {bw_gbps:.4g} GB/s and "
+         f"alpha {alpha_us:g} us from the network block")
+    return (alpha_us + bus_factor(collective, ranks) * size_bytes / (bw_gbps * 1e3)) * 1e-6
+
+
+def _link_defaults(profile: Profile, scope: str, nominal_gbps: float | None) -> tuple[float, float]:
+    net = profile.network
+    if scope == "intra_node":
+        nominal = profile.intra_node_gbps.value if nominal_gbps is None else nominal_gbps
+        return net["intra_node_alpha_us"].value, nominal * net["intra_node_p2p_efficiency"].value
+    if nominal_gbps is None:
+        raise ValueError("inter_node collective needs the NIC's nominal bandwidth")
+    return net["inter_node_alpha_us"].value, nominal_gbps * net["nic_efficiency"].value
+
+
+def tp_allreduce_s(profile: Profile, tp: int, size_bytes: float) -> float:
+    """One all-reduce inside a TP group (always inside one node)."""
+    return collective_time_s(profile, "all_reduce", tp, "intra_node", size_bytes)
+
+
+def tp_allgather_s(profile: Profile, tp: int, size_bytes: float) -> float:
+    """One all-gather inside a TP group; ``size_bytes`` is the gathered total (nccl-tests S)."""
+    return collective_time_s(profile, "all_gather", tp, "intra_node", size_bytes)
+
+
+def p2p_s(profile: Profile, size_bytes: float, link_gbps: float | None) -> float:
+    """A point-to-point transfer of ``size_bytes`` between two stages.
+
+    ``link_gbps`` None: both stages in one node (send_recv intra_node fit, else the nominal
+    GPU link x intra_node_p2p_efficiency). Otherwise the nominal NIC rate between the nodes,
+    scaled by the efficiency of the profile's send_recv inter_node fit (busbw / nominal) or
+    the network block's ``nic_efficiency``.
+    """
+    if size_bytes <= 0:
+        return 0.0
+    if link_gbps is None:
+        fit = find_fit(profile.collectives, "send_recv", 2, "intra_node")
+        if fit is not None:
+            return collective_time_us(fit, size_bytes) * 1e-6
+        alpha_us, bw = _link_defaults(profile, "intra_node", None)
+        return (alpha_us + size_bytes / (bw * 1e3)) * 1e-6
+    if link_gbps <= 0:
+        return float("inf")
+    fit = find_fit(profile.collectives, "send_recv", 2, "inter_node")
+    if fit is not None and fit.nominal_gbps:
+        eff = fit.busbw_gbps / fit.nominal_gbps
+        alpha_us = fit.alpha_us
+    else:
+        eff = profile.network["nic_efficiency"].value
+        alpha_us = profile.network["inter_node_alpha_us"].value
+    return (alpha_us + size_bytes / (link_gbps * eff * 1e3)) * 1e-6

@@ -1,0 +1,154 @@
+"""Memory per GPU of one pipeline stage (design.md section 5). Pure functions; bytes.
+
+A stage is ``n_layers`` consecutive decoder layers on a TP group of ``tp`` GPUs, plus the
+vocab-parallel embedding on the first stage and the LM head on the last.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from solver.cost.warn import note
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+from solver.units import GIB
+
+# vLLM and Megatron pad the vocabulary so each TP shard is aligned (design.md section 5).
+VOCAB_PAD = 64
+
+
+def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
+    """KV heads a TP rank holds: a_kv/t, but at least one -- heads are replicated when
+    t > a_kv (vLLM/Megatron replicate rather than split a head)."""
+    return max(1, math.ceil(model.num_kv_heads / tp))
+
+
+def padded_vocab(model: ModelSpec) -> int:
+    return math.ceil(model.vocab_size / VOCAB_PAD) * VOCAB_PAD
+
+
+def layer_weight_bytes(model: ModelSpec, tp: int, weight_bytes: float) -> float:
+    """One decoder layer on one TP rank: q/o and MLP split by t, k/v split by t but
+    replicated past a_kv, norms and the MoE router replicated."""
+    h, d = model.hidden_size, model.head_dim
+    q_o = 2 * h * model.q_dim / tp
+    k_v = 2 * h * d * kv_heads_per_gpu(model, tp)
+    bias = (model.q_dim / tp + 2 * d * kv_heads_per_gpu(model, tp)) if model.qkv_bias else 0
+    mlp = model.num_experts * model.mlp_params_per_expert() / tp
+    replicated = 2 * h + (h * model.num_experts if model.is_moe else 0)
+    return (q_o + k_v + bias + mlp + replicated) * weight_bytes
+
+
+def embedding_bytes(model: ModelSpec, tp: int, weight_bytes: float) -> float:
+    """One vocab-parallel V x h matrix on one TP rank."""
+    return padded_vocab(model) * model.hidden_size / tp * weight_bytes
+
+
+def stage_weight_bytes(model: ModelSpec, tp: int, n_layers: int, first: bool, last: bool,
+                       weight_bytes: float) -> float:
+    emb = embedding_bytes(model, tp, weight_bytes)
+    extra = 0.0
+    if first:
+        extra += emb
+    if last:
+        # an untied LM head is its own matrix; a tied one is shared when first==last and
+        # duplicated on the last stage otherwise (design.md section 5)
+        extra += emb if (not model.tied_embeddings or not first) else 0.0
+        extra += model.hidden_size * weight_bytes  # final norm
+    return n_layers * layer_weight_bytes(model, tp, weight_bytes) + extra
+
+
+def kv_bytes_per_token(model: ModelSpec, tp: int, n_layers: int, kv_bytes: float) -> float:
+    """K and V for one token on one TP rank: 2 * d * kv_heads_per_gpu * p per layer."""
+    return 2 * model.head_dim * kv_heads_per_gpu(model, tp) * kv_bytes * n_layers
+
+
+def stage_kv_bytes(model: ModelSpec, tp: int, n_layers: int, batch: int, context: int,
+                   kv_bytes: float) -> float:
+    return batch * context * kv_bytes_per_token(model, tp, n_layers, kv_bytes)
+
+
+# The analytic fallback when a profile has no fitted activation model: count the tensors a
+# straightforward eager implementation keeps live at the MLP, the usual peak. Unsharded:
+# residual stream, its normed copy, the attention output and the residual sum (4 x h).
+# Sharded: gate, up and their product (3 x f/t; 2 for a plain MLP); q and the attention
+# output before o_proj (2 x a*d/t). Measured H100 peaks (shared/data/h100) are near this
+# count, far above the textbook 1.15 x (7bsh/t) formula.
+def _default_coefs(model: ModelSpec) -> dict:
+    return {"c0_bytes": 0.0, "c_h": 4.0, "c_h_t": 0.0, "c_f_t": 3.0 if model.gated_mlp else 2.0,
+            "c_q_t": 2.0, "c_attn_t": 0.0}
+
+
+def activation_peak_bytes(profile: Profile, model: ModelSpec, tp: int, batch: int, seq: int,
+                          act_bytes: float, last: bool = False) -> float:
+    """Transient peak above weights and KV during one prefill forward of ``batch`` x ``seq``
+    tokens, on one rank (docs/profile.md, model ``tokens_linear_v1``), times
+    (1 + fragmentation), plus fp32 logits of the last token of each sequence on the last
+    stage (vLLM computes logits only where it samples)."""
+    act = profile.activation
+    if act is None:
+        coef = _default_coefs(model)
+        note(f"{profile.path}: no fitted activation model; using the analytic default "
+             "(calibrate with scripts/profile_memory.py)")
+    else:
+        coef = act.coef
+        _check_range(profile, act.range or {}, tokens=batch * seq, tp=tp, hidden=model.hidden_size)
+    h, a, d = model.hidden_size, model.num_heads, model.head_dim
+    f = model.ffn_size * model.experts_per_token
+    tokens = batch * seq
+    per_token = (coef["c_h"] * h + coef["c_h_t"] * h / tp + coef["c_f_t"] * f / tp
+                 + coef["c_q_t"] * a * d / tp)
+    peak = coef["c0_bytes"] + tokens * act_bytes * per_token
+    peak += coef["c_attn_t"] * batch * seq * seq * (a / tp) * act_bytes
+    peak *= 1.0 + profile.fragmentation_frac.value
+    if last:
+        peak += batch * padded_vocab(model) / tp * 4
+    return peak
+
+
+def _check_range(profile: Profile, rng: dict, **values: float) -> None:
+    for key, v in values.items():
+        lo_hi = rng.get(key)
+        if lo_hi and not (lo_hi[0] <= v <= lo_hi[1]):
+            note(f"{profile.path}: activation model fitted for {key} in [{lo_hi[0]:g}, {lo_hi[1]:g}], "
+                 f"asked for {v:g} (extrapolated)")
+
+
+@dataclass(frozen=True)
+class StageMemory:
+    """Bytes on one GPU of a stage."""
+    weights: float
+    kv_cache: float
+    activation_peak: float
+    runtime_overhead: float
+    capacity: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.kv_cache + self.activation_peak + self.runtime_overhead
+
+    @property
+    def free(self) -> float:
+        return self.capacity - self.total
+
+    def as_gib(self) -> dict:
+        return {"weights": self.weights / GIB, "kv_cache": self.kv_cache / GIB,
+                "activation_peak": self.activation_peak / GIB,
+                "runtime_overhead": self.runtime_overhead / GIB, "total": self.total / GIB}
+
+
+def stage_memory(profile: Profile, model: ModelSpec, tp: int, n_layers: int, first: bool, last: bool,
+                 workload: Workload, batch: int | None = None) -> StageMemory:
+    """Memory per GPU with KV for ``batch`` (default: the whole workload batch) sequences at
+    full context (prompt + output), and the prefill peak of that batch."""
+    b = workload.batch if batch is None else batch
+    return StageMemory(
+        weights=stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes),
+        kv_cache=stage_kv_bytes(model, tp, n_layers, b, workload.context_len, workload.kv_bytes),
+        activation_peak=activation_peak_bytes(profile, model, tp, b, workload.prompt_len,
+                                              workload.act_bytes, last=last),
+        runtime_overhead=profile.runtime_overhead_gib.value * GIB,
+        capacity=profile.memory_gib.value * GIB,
+    )

@@ -1,0 +1,93 @@
+"""Time and memory of one pipeline stage on one TP group: compute plus TP communication.
+
+TP traffic per layer (Megatron-style, design.md section 5): two all-reduces of T*h*p bytes
+(after the attention output projection and after the MLP down projection); the first stage
+adds one after the vocab-parallel embedding, the last gathers the logits, and a stage that
+receives activations split across its t ranks all-gathers them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solver.cost import comm, compute
+from solver.cost.memory import StageMemory, padded_vocab, stage_memory
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+
+
+@dataclass(frozen=True)
+class Stage:
+    """``n_layers`` consecutive layers on ``tp`` GPUs of one node of a profiled GPU type."""
+    profile: Profile
+    tp: int
+    n_layers: int
+    first: bool
+    last: bool
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """Seconds on one stage for one micro-batch: a prefill pass and one decode step."""
+    prefill_compute_s: float
+    prefill_comm_s: float
+    decode_compute_s: float
+    decode_comm_s: float
+
+    @property
+    def prefill_s(self) -> float:
+        return self.prefill_compute_s + self.prefill_comm_s
+
+    @property
+    def decode_step_s(self) -> float:
+        return self.decode_compute_s + self.decode_comm_s
+
+
+def activation_bytes(model: ModelSpec, tokens: int, workload: Workload, runtime: str = "vllm") -> float:
+    """Bytes crossing a stage boundary for ``tokens`` tokens (vLLM: hidden + residual)."""
+    return comm.TENSORS_BETWEEN_STAGES[runtime] * tokens * model.hidden_size * workload.act_bytes
+
+
+def tp_comm_s(stage: Stage, model: ModelSpec, workload: Workload, tokens: int, rows: int,
+              runtime: str = "vllm") -> float:
+    """TP communication of one forward over ``tokens`` tokens producing ``rows`` logits rows."""
+    if stage.tp <= 1:
+        return 0.0
+    p, prof, t = workload.act_bytes, stage.profile, stage.tp
+    ar = comm.tp_allreduce_s(prof, t, tokens * model.hidden_size * p)
+    total = 2 * stage.n_layers * ar
+    if stage.first:
+        total += ar  # vocab-parallel embedding output
+    else:
+        total += comm.tp_allgather_s(prof, t, activation_bytes(model, tokens, workload, runtime))
+    if stage.last:
+        total += comm.tp_allgather_s(prof, t, rows * padded_vocab(model) * p)
+    return total
+
+
+def decode_context(workload: Workload) -> float:
+    """Mean tokens attended per decode step over the generation: prompt + output/2."""
+    return workload.prompt_len + workload.output_len / 2
+
+
+def stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int,
+               runtime: str = "vllm") -> StageTime:
+    """One prefill pass of ``batch`` prompts and one decode step of ``batch`` sequences."""
+    prof, t, n = stage.profile, stage.tp, stage.n_layers
+    pre = n * compute.prefill_layer_s(prof, model, t, workload, batch)
+    dec = n * compute.decode_layer_s(prof, model, t, workload, batch, decode_context(workload))
+    if stage.last:
+        pre += compute.lm_head_s(prof, model, t, workload, batch)
+        dec += compute.lm_head_s(prof, model, t, workload, batch)
+    return StageTime(
+        prefill_compute_s=pre,
+        prefill_comm_s=tp_comm_s(stage, model, workload, batch * workload.prompt_len, batch, runtime),
+        decode_compute_s=dec,
+        decode_comm_s=tp_comm_s(stage, model, workload, batch, batch, runtime),
+    )
+
+
+def stage_mem(stage: Stage, model: ModelSpec, workload: Workload, batch: int | None = None) -> StageMemory:
+    return stage_memory(stage.profile, model, stage.tp, stage.n_layers, stage.first, stage.last,
+                        workload, batch)
