@@ -11,6 +11,10 @@ from solver.errors import InputError
 
 _COMMANDS = [
     "calibrate.cmd_init",
+    "calibrate.cmd_import_nccl",
+    "calibrate.cmd_fit",
+    "calibrate.cmd_predict",
+    "calibrate.cmd_report",
 ]
 
 
