@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
-from solver.errors import InputError
+from solver.clikit import build_parser as build_parser_for
+from solver.clikit import dispatch
 
 _COMMANDS = [
     "calibrate.cmd_init",
@@ -18,25 +17,15 @@ _COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="calibrate",
-        description="Measure GPUs and interconnects, fit the constants, and write profiles/<gpu>.json "
-                    "(the file `solver` reads). Measuring needs torch (pip install '.[calibrate]').")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for mod in _COMMANDS:
-        importlib.import_module(mod).register(sub)
-    return parser
+def build_parser():
+    return build_parser_for(
+        "calibrate", "Measure GPUs and interconnects, fit the constants, and write profiles/<gpu>.json "
+                     "(the file `solver` reads). Measuring needs torch (pip install '.[calibrate]').",
+        _COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as e:
-        print(f"calibrate: error: {e.line()}", file=sys.stderr)
-        return 2
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

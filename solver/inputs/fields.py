@@ -18,13 +18,18 @@ from solver.errors import InputError
 _MISSING = object()
 
 
-def load_yaml(path: str | Path) -> Any:
-    """Load YAML with the safe loader: a ``!!python/...`` tag is an error, never executed."""
-    p = Path(path)
+def read_text(path: str | Path) -> str:
     try:
-        text = p.read_text()
+        return Path(path).read_text()
     except OSError as e:
         raise InputError(str(path), "", f"cannot read file ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise InputError(str(path), "", "not a text file") from None
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Load YAML with the safe loader: a ``!!python/...`` tag is an error, never executed."""
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -35,11 +40,7 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def load_json(path: str | Path) -> Any:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(str(path), "", f"cannot read file ({e.strerror or e})") from None
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,0 +1,286 @@
+"""Fit the activation-peak model and the prefill efficiency curve from raw rows.
+
+Raw rows are what ``scripts/profile_memory.py`` writes and ``calibrate.mem_import``
+converts the shared H100 data into (columns: ``RAW_COLUMNS``, one row per grid point,
+bytes and ms). Pure numpy: no torch, no I/O beyond the CSV.
+
+Activation model ``tokens_linear_v1`` (docs/profile.md), fitted on
+``y = peak_bytes - kv_bytes``: the peak above weights and inputs during one prefill forward,
+minus the K/V the forward leaves behind::
+
+    y = c0_bytes + T*p*(c_h*h + c_h_t*h/t + c_f_t*f/t + c_q_t*a*d/t) + c_attn_t*b*s^2*(a/t)*p
+
+Prefill time model (design.md section 5, plus one unsharded term)::
+
+    time_s = flops / (peak_flops * eff(x)) + passes * T*h*p*layers / hbm_bytes_per_s
+    eff(x) = eff_max * x / (x + x_half),  x = GFLOP of one layer on one GPU
+
+``passes`` counts full HBM passes over the unsharded T x h activation per layer (RMSNorm,
+residual adds, rotary): work that does not shrink with TP, which is why H100 efficiency at
+t=8 drops at a fixed GFLOP (shared/data/h100). ``passes=0`` is the plain curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from solver.errors import InputError
+
+# Raw CSV contract: written by mem_probe/mem_import, read here. Units in the names.
+RAW_COLUMNS = (
+    "runtime", "device", "dtype", "dtype_bytes", "phase", "batch", "seq", "hidden", "heads",
+    "kv_heads", "head_dim", "ffn", "gated_mlp", "tp", "layers", "weights_bytes", "kv_bytes",
+    "peak_bytes", "retained_bytes", "reserved_slack_bytes", "nontorch_bytes", "time_ms",
+    "time_method", "flops", "snapshot_top", "source", "ref",
+)
+_INT_COLS = ("dtype_bytes", "batch", "seq", "hidden", "heads", "kv_heads", "head_dim", "ffn",
+             "gated_mlp", "tp", "layers")
+_FLOAT_COLS = ("weights_bytes", "kv_bytes", "peak_bytes", "retained_bytes", "reserved_slack_bytes",
+               "nontorch_bytes", "time_ms", "flops")
+# Fitting order: a coefficient enters only if its column is not a combination of those
+# before it (e.g. with a*d == h, c_q_t is indistinguishable from c_h_t and stays 0).
+ACT_ORDER = ("c0_bytes", "c_h", "c_f_t", "c_h_t", "c_q_t", "c_attn_t")
+
+
+def read_raw(path: str | Path) -> list[dict]:
+    """Rows of a raw CSV with numbers converted; empty cells become None."""
+    p = Path(path)
+    try:
+        text = p.read_text().splitlines()
+    except OSError as e:
+        raise InputError(str(p), "", f"cannot read raw CSV ({e.strerror or e})") from None
+    reader = csv.DictReader(text)
+    missing = [c for c in ("runtime", "phase", "batch", "seq", "hidden", "tp", "peak_bytes")
+               if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(str(p), missing[0], "missing column (see calibrate/mem_fit.py RAW_COLUMNS)")
+    rows = []
+    for i, r in enumerate(reader, start=2):
+        row = dict(r)
+        for c in _INT_COLS + _FLOAT_COLS:
+            v = (r.get(c) or "").strip()
+            try:
+                row[c] = None if v == "" else (int(float(v)) if c in _INT_COLS else float(v))
+            except ValueError:
+                raise InputError(str(p), f"line {i}: {c}", f"not a number: {v!r}") from None
+        rows.append(row)
+    if not rows:
+        raise InputError(str(p), "", "raw CSV has no rows")
+    return rows
+
+
+def write_raw(path: str | Path, rows: list[dict]) -> None:
+    """Write rows atomically in ``RAW_COLUMNS`` order (unknown keys are an error)."""
+    from calibrate.profile_io import atomic_write_text
+    import io
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=RAW_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in RAW_COLUMNS})
+    atomic_write_text(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------- selection
+
+def parse_holdout(spec: str) -> list[dict]:
+    """``"tp=2;batch=8,seq=2048"`` -> [{tp: 2}, {batch: 8, seq: 2048}]: a row is held out
+    when it matches every key of any clause."""
+    clauses = []
+    for part in filter(None, (s.strip() for s in (spec or "").split(";"))):
+        clause = {}
+        for kv in part.split(","):
+            if "=" not in kv:
+                raise InputError("--holdout", kv, "expected KEY=VALUE[,KEY=VALUE][;...]")
+            k, v = (s.strip() for s in kv.split("=", 1))
+            if k not in RAW_COLUMNS:
+                raise InputError("--holdout", k, "not a raw column")
+            clause[k] = v
+        clauses.append(clause)
+    return clauses
+
+
+def is_held_out(row: dict, clauses: list[dict]) -> bool:
+    return any(all(str(row.get(k)) == v or _num_eq(row.get(k), v) for k, v in c.items()) for c in clauses)
+
+
+def _num_eq(a, b: str) -> bool:
+    try:
+        return a is not None and float(a) == float(b)
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- activation
+
+def activation_features(r: dict) -> dict:
+    """Per-coefficient regressors of one row, exactly the solver's formula."""
+    t, p = r["tp"], r["dtype_bytes"]
+    tokens = r["batch"] * r["seq"]
+    h, f, a, d = r["hidden"], r["ffn"], r["heads"], r["head_dim"]
+    return {"c0_bytes": 1.0, "c_h": tokens * p * h, "c_h_t": tokens * p * h / t,
+            "c_f_t": tokens * p * f / t, "c_q_t": tokens * p * a * d / t,
+            "c_attn_t": r["batch"] * r["seq"] ** 2 * (a / t) * p}
+
+
+def activation_target(r: dict) -> float:
+    return float(r["peak_bytes"]) - float(r["kv_bytes"] or 0.0)
+
+
+def predict_activation(coef: dict, r: dict) -> float:
+    x = activation_features(r)
+    return sum(coef.get(k, 0.0) * x[k] for k in ACT_ORDER)
+
+
+@dataclass
+class ActivationFit:
+    coef: dict
+    dropped: dict  # coefficient -> reason it is 0
+    fit_rows: list
+    held_rows: list
+    fit_err: list = field(default_factory=list)   # relative errors, same order as rows
+    held_err: list = field(default_factory=list)
+
+
+def _weighted_lstsq(cols: list[str], feats: list[dict], y: np.ndarray) -> np.ndarray:
+    """Minimise sum(((X c - y) / y)^2): relative error, what we report."""
+    x = np.array([[f[c] for c in cols] for f in feats], dtype=float) / y[:, None]
+    scale = np.linalg.norm(x, axis=0)
+    sol, *_ = np.linalg.lstsq(x / scale, np.ones_like(y), rcond=None)
+    return sol / scale
+
+
+def fit_activation(rows: list[dict], holdout: list[dict], attn_term: bool = False) -> ActivationFit:
+    """Least squares on relative error; coefficients that the data cannot tell apart
+    (collinear columns) or that come out negative (unphysical) are fixed at 0 and listed."""
+    fit = [r for r in rows if not is_held_out(r, holdout)]
+    held = [r for r in rows if is_held_out(r, holdout)]
+    order = [c for c in ACT_ORDER if attn_term or c != "c_attn_t"]
+    dropped = {} if attn_term else {"c_attn_t": "not fitted: SDPA/flash kernels never hold the s x s scores"}
+    if len(fit) < 2:
+        raise InputError("raw", "rows", f"need >= 2 rows outside the hold-out to fit, got {len(fit)}")
+    feats = [activation_features(r) for r in fit]
+    y = np.array([activation_target(r) for r in fit])
+    if (y <= 0).any():
+        raise InputError("raw", "peak_bytes", "peak minus kv must be > 0 for every fitted row")
+    cols: list[str] = []
+    for c in order:  # keep a column only if it adds rank (scale-free test on unit columns)
+        trial = cols + [c]
+        x = np.array([[f[k] for k in trial] for f in feats]) / y[:, None]
+        x = x / np.linalg.norm(x, axis=0)
+        if np.linalg.matrix_rank(x, tol=1e-6) == len(trial) and len(trial) <= len(fit):
+            cols = trial
+        else:
+            dropped[c] = f"not identifiable from these rows (collinear with {', '.join(cols) or 'nothing'})"
+    while True:
+        sol = _weighted_lstsq(cols, feats, y)
+        if (sol >= 0).all() or len(cols) == 1:
+            break
+        worst = cols[int(np.argmin(sol))]
+        dropped[worst] = "fitted negative (unphysical); fixed at 0 and refitted"
+        cols.remove(worst)
+    coef = {c: 0.0 for c in ACT_ORDER}
+    coef.update({c: float(v) for c, v in zip(cols, sol)})
+    out = ActivationFit(coef=coef, dropped=dropped, fit_rows=fit, held_rows=held)
+    out.fit_err = [predict_activation(coef, r) / activation_target(r) - 1 for r in fit]
+    out.held_err = [predict_activation(coef, r) / activation_target(r) - 1 for r in held]
+    return out
+
+
+def error_summary(errs: list[float]) -> dict:
+    if not errs:
+        return {"max_rel": None, "mean_rel": None, "n": 0}
+    a = np.abs(np.array(errs))
+    return {"max_rel": round(float(a.max()), 4), "mean_rel": round(float(a.mean()), 4), "n": len(errs)}
+
+
+def value_range(rows: list[dict], **getters) -> dict:
+    """{name: [min, max]} over ``rows`` for each getter (a column name or a function)."""
+    out = {}
+    for name, g in getters.items():
+        vals = [g(r) if callable(g) else r[g] for r in rows]
+        out[name] = [min(vals), max(vals)]
+    return out
+
+
+# ---------------------------------------------------------------- prefill compute
+
+def layer_gflop(r: dict) -> float:
+    return float(r["flops"]) / r["layers"] / 1e9
+
+
+def prefill_flops(r: dict) -> float:
+    """design.md section 5: 2*T*matmul params per GPU + causal attention 4*T*s*d*a/t / 2,
+    per layer, times layers. Params per GPU: q, o (h*a*d/t each), k, v (h*kv*d/t each, not
+    replicated: the emulated shard holds max(1, kv/t) heads, see mem_layers), MLP 3 or 2 x h*f/t.
+    Norms and rotary are not counted (elementwise, no matmul FLOPs)."""
+    h, a, d, t = r["hidden"], r["heads"], r["head_dim"], r["tp"]
+    kv_local = max(1, r["kv_heads"] // t)
+    params = 2 * h * (a // t) * d + 2 * h * kv_local * d + (3 if r["gated_mlp"] else 2) * h * (r["ffn"] // t)
+    tokens = r["batch"] * r["seq"]
+    attn = 2.0 * r["batch"] * r["seq"] ** 2 * d * (a // t)
+    return float(r["layers"] * (2.0 * tokens * params + attn))
+
+
+@dataclass
+class PrefillFit:
+    eff_max: float
+    x_half_gflop: float
+    passes: float
+    fit_rows: list
+    held_rows: list
+    fit_err: list = field(default_factory=list)
+    held_err: list = field(default_factory=list)
+
+
+def predict_prefill_s(r: dict, eff_max: float, x_half: float, passes: float,
+                      peak_flops: float, hbm_bytes_per_s: float) -> float:
+    x = layer_gflop(r)
+    eff = eff_max * x / (x + x_half)
+    unsharded = r["batch"] * r["seq"] * r["hidden"] * r["dtype_bytes"] * r["layers"]
+    return float(r["flops"]) / (peak_flops * eff) + passes * unsharded / hbm_bytes_per_s
+
+
+def fit_prefill(rows: list[dict], holdout: list[dict], peak_flops: float, hbm_bytes_per_s: float,
+                elementwise: bool = True) -> PrefillFit:
+    """Grid over x_half (0 = constant efficiency, then 1e-2..1e6 GFLOP); for each, time is
+    linear in (1/eff_max, passes): least squares on relative time error, passes >= 0."""
+    usable = [r for r in rows if r.get("time_ms") and r.get("flops")]
+    fit = [r for r in usable if not is_held_out(r, holdout)]
+    held = [r for r in usable if is_held_out(r, holdout)]
+    if len(fit) < 2:
+        raise InputError("raw", "time_ms", f"need >= 2 timed prefill rows outside the hold-out, got {len(fit)}")
+    t_s = np.array([r["time_ms"] * 1e-3 for r in fit])
+    x = np.array([layer_gflop(r) for r in fit])
+    fl = np.array([r["flops"] for r in fit])
+    un = np.array([r["batch"] * r["seq"] * r["hidden"] * r["dtype_bytes"] * r["layers"] for r in fit], float)
+    best = None
+    for xh in np.concatenate([[0.0], np.logspace(-2, 6, 801)]):
+        cols = [fl * (x + xh) / x / peak_flops] + ([un / hbm_bytes_per_s] if elementwise else [])
+        a = np.array(cols).T / t_s[:, None]
+        sol, *_ = np.linalg.lstsq(a, np.ones_like(t_s), rcond=None)
+        if elementwise and sol[1] < 0:  # no negative HBM passes: refit without the term
+            sol = np.array([np.linalg.lstsq(a[:, :1], np.ones_like(t_s), rcond=None)[0][0], 0.0])
+        if sol[0] < 1.0:  # 1/eff_max < 1 would mean efficiency above peak
+            continue
+        sse = float(np.sum((a @ sol - 1.0) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, 1.0 / sol[0], float(xh), float(sol[1]) if elementwise else 0.0)
+    if best is None:
+        raise InputError("raw", "time_ms", "no efficiency <= 1 fits these timings (check peak_tflops and flops)")
+    _, eff_max, x_half, passes = best
+    out = PrefillFit(eff_max=eff_max, x_half_gflop=x_half, passes=passes, fit_rows=fit, held_rows=held)
+    pred = lambda r: predict_prefill_s(r, eff_max, x_half, passes, peak_flops, hbm_bytes_per_s)  # noqa: E731
+    out.fit_err = [pred(r) / (r["time_ms"] * 1e-3) - 1 for r in fit]
+    out.held_err = [pred(r) / (r["time_ms"] * 1e-3) - 1 for r in held]
+    return out
+
+
+def median(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.median(vals)) if vals else None
