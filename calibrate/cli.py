@@ -10,10 +10,12 @@ from solver.clikit import dispatch
 
 _COMMANDS = [
     "calibrate.cmd_init",
+    "calibrate.cmd_mem",
     "calibrate.cmd_import_nccl",
     "calibrate.cmd_fit",
     "calibrate.cmd_predict",
     "calibrate.cmd_report",
+    "calibrate.cmd_fit_serving",
 ]
 
 

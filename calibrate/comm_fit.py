@@ -13,12 +13,12 @@ S and factor; solver/cost/collectives.py evaluates it). Steps:
    the held-out sizes inside the error window (default 4 KiB - 1 GiB, what matters for
    inference). ``max_rel_err`` / ``mean_rel_err`` are over both folds.
 3. **Table where the line misses.** If the line's held-out max error exceeds ``table_if``
-   (10%), the curve is not one alpha-beta line (protocol / algorithm switches; design.md
+   (10%) and a table predicts the held-out sizes better (lower max error), the curve is not one alpha-beta line (protocol / algorithm switches; design.md
    section 4): the fit keeps a table of the measured (size, time) points, which the solver
    interpolates log-log inside its range, and the line is refitted by regime: ``busbw``
    from the slope of the largest sizes (>= S_max/16, at least 3 sizes) -- it extrapolates
-   above the table -- and ``alpha`` the median of ``t - factor*S/busbw`` over the
-   latency-bound sizes (bandwidth term < 10% of t; else the 3 smallest).
+   above the table -- and ``alpha`` the intercept of a straight line through the 4 smallest
+   latency-bound sizes (bandwidth term < 10% of t; else the 3 smallest sizes).
    The reported errors are then those of table + line, evaluated the same held-out way.
 
 No torch, no I/O.
@@ -113,26 +113,23 @@ def fit_regimes(collective: str, n: int, sizes, times) -> tuple[float, float]:
         return fit_line(collective, n, S, t)
     f = bus_factor(collective, n)
     busbw = f / (slope * 1e3)
-    rest = t - slope * S
-    lat = slope * S < 0.1 * t
-    alpha = float(np.median(rest[lat] if lat.any() else rest[:3]))
+    lat = np.flatnonzero(slope * S < 0.1 * t)[:4]
+    if len(lat) < 2:
+        lat = np.arange(min(3, len(S)))
+    alpha = float(np.polyfit(S[lat], t[lat], 1)[1]) if len(lat) >= 2 else float(t[0])
     return max(alpha, 0.0), busbw
 
 
-def _predictor(collective, n, scope, S, t, table_if: float, window) -> tuple[float, float, list, list]:
-    """Fit on (S, t): (alpha, busbw, table sizes, table times), choosing line or table+line
-    by the line's own held-out error on (S, t)."""
-    alpha, busbw = fit_line(collective, n, S, t)
-    if table_if is None:
-        return alpha, busbw, [], []
-    line_err = _cv(collective, n, scope, S, t, None, window)[0]
-    if line_err is None or line_err <= table_if:
-        return alpha, busbw, [], []
+def _predictor(collective, n, S, t, table: bool) -> tuple[float, float, list, list]:
+    """Fit on (S, t): (alpha, busbw, table sizes, table times); the line alone, or the
+    regime line plus a table of the points."""
+    if not table:
+        return (*fit_line(collective, n, S, t), [], [])
     alpha, busbw = fit_regimes(collective, n, S, t)
     return alpha, busbw, [int(s) for s in S], [float(x) for x in t]
 
 
-def _cv(collective, n, scope, S, t, table_if, window):
+def _cv(collective, n, scope, S, t, table: bool, window):
     """Two-fold every-other-size held-out error: (max, mean, [(size, meas, pred)])."""
     if len(S) < 4:
         return None, None, []
@@ -140,7 +137,7 @@ def _cv(collective, n, scope, S, t, table_if, window):
     for par in (0, 1):
         tr = (np.arange(len(S)) % 2) == par
         try:
-            a, b, ts, tt = _predictor(collective, n, scope, S[tr], t[tr], table_if, window)
+            a, b, ts, tt = _predictor(collective, n, S[tr], t[tr], table)
         except InputError:
             continue
         cf = _cfit(collective, n, scope, a, b, ts, tt)
@@ -159,9 +156,13 @@ def fit_group(collective: str, n: int, scope: str, sizes, times, *, table_if: fl
     S, t = merge_sizes(sizes, times)
     if len(S) < 2:
         raise InputError("", f"{collective} n={n} {scope}", f"needs >= 2 sizes to fit, got {len(S)}")
-    alpha, busbw, ts, tt = _predictor(collective, n, scope, S, t, table_if, window)
-    line_max = _cv(collective, n, scope, S, t, None, window)[0]
-    mx, mean, rows = _cv(collective, n, scope, S, t, table_if, window)
+    line_max, line_mean, line_rows = _cv(collective, n, scope, S, t, False, window)
+    use_table = False
+    if table_if is not None and line_max is not None and line_max > table_if:
+        tab = _cv(collective, n, scope, S, t, True, window)
+        use_table = tab[0] is not None and tab[0] < line_max  # keep whichever predicts held-out sizes better
+    mx, mean, rows = tab if use_table else (line_max, line_mean, line_rows)
+    alpha, busbw, ts, tt = _predictor(collective, n, S, t, use_table)
     if mx is None:  # too few sizes to hold any out: in-sample error of the line
         cf = _cfit(collective, n, scope, alpha, busbw)
         errs = [abs(collective_time_us(cf, s) / m - 1) for s, m in zip(S, t)]

@@ -246,39 +246,73 @@ def predict_prefill_s(r: dict, eff_max: float, x_half: float, passes: float,
     return float(r["flops"]) / (peak_flops * eff) + passes * unsharded / hbm_bytes_per_s
 
 
+def _nonneg_lstsq(cols: dict, target: np.ndarray, keep: str) -> dict:
+    """Least squares of ``target`` (ones, after dividing each row by its measurement: relative
+    error) on named columns; a negative coefficient other than ``keep`` is fixed at 0."""
+    names = list(cols)
+    while True:
+        a = np.array([cols[n] for n in names]).T
+        scale = np.linalg.norm(a, axis=0)
+        sol = np.linalg.lstsq(a / scale, target, rcond=None)[0] / scale
+        neg = [(v, n) for v, n in zip(sol, names) if v < 0 and n != keep]
+        if not neg:
+            return {**{n: 0.0 for n in cols}, **dict(zip(names, map(float, sol)))}
+        names.remove(min(neg)[1])
+
+
 def fit_prefill(rows: list[dict], holdout: list[dict], peak_flops: float, hbm_bytes_per_s: float,
                 elementwise: bool = True) -> PrefillFit:
-    """Grid over x_half (0 = constant efficiency, then 1e-2..1e6 GFLOP); for each, time is
-    linear in (1/eff_max, passes): least squares on relative time error, passes >= 0."""
+    """With u = 1/eff_max and w = x_half/eff_max the time model is linear:
+    time = u*F/P + w*layers*1e9/P + passes*U/B  (F/x = layers*1e9 GFLOP->FLOP), so one least
+    squares on relative time error gives eff_max = 1/u, x_half = w/u; w, passes >= 0."""
     usable = [r for r in rows if r.get("time_ms") and r.get("flops")]
     fit = [r for r in usable if not is_held_out(r, holdout)]
     held = [r for r in usable if is_held_out(r, holdout)]
     if len(fit) < 2:
         raise InputError("raw", "time_ms", f"need >= 2 timed prefill rows outside the hold-out, got {len(fit)}")
     t_s = np.array([r["time_ms"] * 1e-3 for r in fit])
-    x = np.array([layer_gflop(r) for r in fit])
-    fl = np.array([r["flops"] for r in fit])
-    un = np.array([r["batch"] * r["seq"] * r["hidden"] * r["dtype_bytes"] * r["layers"] for r in fit], float)
-    best = None
-    for xh in np.concatenate([[0.0], np.logspace(-2, 6, 801)]):
-        cols = [fl * (x + xh) / x / peak_flops] + ([un / hbm_bytes_per_s] if elementwise else [])
-        a = np.array(cols).T / t_s[:, None]
-        sol, *_ = np.linalg.lstsq(a, np.ones_like(t_s), rcond=None)
-        if elementwise and sol[1] < 0:  # no negative HBM passes: refit without the term
-            sol = np.array([np.linalg.lstsq(a[:, :1], np.ones_like(t_s), rcond=None)[0][0], 0.0])
-        if sol[0] < 1.0:  # 1/eff_max < 1 would mean efficiency above peak
-            continue
-        sse = float(np.sum((a @ sol - 1.0) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, 1.0 / sol[0], float(xh), float(sol[1]) if elementwise else 0.0)
-    if best is None:
-        raise InputError("raw", "time_ms", "no efficiency <= 1 fits these timings (check peak_tflops and flops)")
-    _, eff_max, x_half, passes = best
+    cols = {"u": np.array([r["flops"] for r in fit]) / peak_flops / t_s,
+            "w": np.array([r["layers"] * 1e9 for r in fit]) / peak_flops / t_s}
+    if elementwise:
+        cols["passes"] = np.array([r["batch"] * r["seq"] * r["hidden"] * r["dtype_bytes"] * r["layers"]
+                                   for r in fit], float) / hbm_bytes_per_s / t_s
+    sol = _nonneg_lstsq(cols, np.ones_like(t_s), keep="u")
+    if sol["u"] < 1.0:
+        raise InputError("raw", "time_ms", f"fitted efficiency {1 / sol['u']:.3f} > 1: check peak_tflops and flops")
+    eff_max, x_half, passes = 1.0 / sol["u"], sol["w"] / sol["u"], sol.get("passes", 0.0)
     out = PrefillFit(eff_max=eff_max, x_half_gflop=x_half, passes=passes, fit_rows=fit, held_rows=held)
     pred = lambda r: predict_prefill_s(r, eff_max, x_half, passes, peak_flops, hbm_bytes_per_s)  # noqa: E731
     out.fit_err = [pred(r) / (r["time_ms"] * 1e-3) - 1 for r in fit]
     out.held_err = [pred(r) / (r["time_ms"] * 1e-3) - 1 for r in held]
     return out
+
+
+def decode_read_bytes(r: dict) -> float:
+    """Bytes one decode step of one layer reads on one GPU: its weights + its K/V cache."""
+    return (float(r["weights_bytes"]) + float(r["kv_bytes"] or 0.0)) / r["layers"]
+
+
+def fit_decode(rows: list[dict], holdout: list[dict], hbm_bytes_per_s: float) -> tuple[float, float, list, list]:
+    """eff(x) = eff_max*x/(x+x_half) of HBM bandwidth, x = decode_read_bytes: time =
+    layers*(x + x_half)/(B*eff_max), linear in (1/eff_max, x_half/eff_max). Returns
+    (eff_max, x_half_bytes, fit errors, held-out errors)."""
+    usable = [r for r in rows if r.get("time_ms") and r.get("weights_bytes")]
+    fit = [r for r in usable if not is_held_out(r, holdout)]
+    held = [r for r in usable if is_held_out(r, holdout)]
+    if len(fit) < 2:
+        raise InputError("raw", "time_ms", f"need >= 2 timed decode rows outside the hold-out, got {len(fit)}")
+    t_s = np.array([r["time_ms"] * 1e-3 for r in fit])
+    cols = {"u": np.array([r["layers"] * decode_read_bytes(r) for r in fit]) / hbm_bytes_per_s / t_s,
+            "w": np.array([r["layers"] for r in fit], float) / hbm_bytes_per_s / t_s}
+    sol = _nonneg_lstsq(cols, np.ones_like(t_s), keep="u")
+    if sol["u"] < 1.0:
+        raise InputError("raw", "time_ms", f"fitted HBM efficiency {1 / sol['u']:.3f} > 1: check hbm_gbps")
+    eff_max, x_half = 1.0 / sol["u"], sol["w"] / sol["u"]
+
+    def err(r):
+        x = decode_read_bytes(r)
+        return r["layers"] * (x + x_half) / (hbm_bytes_per_s * eff_max) / (r["time_ms"] * 1e-3) - 1
+    return eff_max, x_half, [err(r) for r in fit], [err(r) for r in held]
 
 
 def median(values: list[float]) -> float | None:

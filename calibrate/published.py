@@ -57,6 +57,20 @@ GPUS: dict[str, dict] = {
         "tflops_ref": "NVIDIA L40S datasheet (dense, no sparsity)",
         "hbm_gbps": (864.0, "NVIDIA L40S datasheet, GDDR6"),
     },
+    "A10G": {
+        "aliases": ["A10G-24GB", "NVIDIA A10G", "a10g"],
+        "memory_gib": (23028 / 1024, "23028 MiB: the A10's nvidia-smi total as listed in modal-labs/modal-client "
+                                     "PR #2797 (24 GB GDDR6); the A10G has the same 24 GB"),
+        "interconnect": "pcie",
+        "intra_node_gbps": (31.5, "PCI-SIG: PCIe 4.0 x16 ~31.5 GB/s per direction; A10G has no NVLink"),
+        # NVIDIA publishes no tensor-core figure for the A10G (an AWS-only part, g5 instances).
+        "tflops": {"bf16": 125.0, "fp16": 125.0},
+        "tflops_source": "default",
+        "tflops_ref": "assumption: taken equal to the A10's published 125 TFLOP/s dense fp16/bf16 tensor "
+                      "(NVIDIA A10 datasheet; same GA102 die, 1710 vs 1695 MHz boost); NVIDIA publishes "
+                      "none for the A10G and design.md expects it lower: an upper bound, calibrate it",
+        "hbm_gbps": (600.0, "AWS EC2 G5 / NVIDIA A10 datasheet: 24 GB GDDR6, 600 GB/s"),
+    },
 }
 
 
@@ -81,6 +95,7 @@ def gpu_block(name: str, spec: dict) -> dict:
         "memory_gib": _pub(*spec["memory_gib"]),
         "interconnect": spec["interconnect"],
         "intra_node_gbps": _pub(*spec["intra_node_gbps"]),
-        "peak_tflops": {dt: _pub(v, spec["tflops_ref"]) for dt, v in spec["tflops"].items()},
+        "peak_tflops": {dt: {"value": v, "source": spec.get("tflops_source", "published"), "ref": spec["tflops_ref"]}
+                        for dt, v in spec["tflops"].items()},
         "hbm_gbps": _pub(*spec["hbm_gbps"]),
     }

@@ -10,6 +10,8 @@ from solver.clikit import dispatch
 
 _COMMANDS = [
     "solver.cmd_estimate",
+    "solver.cmd_plan",
+    "solver.cmd_validate",
 ]
 
 

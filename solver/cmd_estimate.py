@@ -5,6 +5,7 @@ from __future__ import annotations
 from solver.cli_common import (add_model_args, add_output_args, add_workload_args, collect_warnings, emit,
                                workload_from)
 from solver.cost.pipeline import estimate_pipeline, even_split
+from solver.cost.serving import serving_config
 from solver.cost.stage import Stage, stage_mem, stage_time
 from solver.errors import InputError
 from solver.inputs.model import ModelSpec, load_model
@@ -38,6 +39,12 @@ def register(sub) -> None:
     p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
                    help="what crosses stage boundaries: vllm sends hidden+residual, megatron one tensor")
     add_workload_args(p, batch_default=1)
+    g = p.add_argument_group("serving engine (with --pp; defaults: the profile's serving section, else vLLM's)")
+    g.add_argument("--gpu-memory-utilization", type=float, default=None,
+                   help="fraction of GPU memory the engine may use; the KV cache gets what weights, the "
+                        "activation peak and runtime overhead leave (default: profile, else 0.9)")
+    g.add_argument("--max-num-seqs", type=int, default=None,
+                   help="most sequences scheduled at once (default: profile, else 256)")
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -109,8 +116,14 @@ def _pipeline(args, model, profile, workload):
                                                f"(--gpus-per-node {args.gpus_per_node}); give the NIC bandwidth")
         else:
             links.append(args.nic_gbps)
-    est = estimate_pipeline(model, workload, stages, links, args.runtime)
-    mems = [stage_mem(s, model, workload, est.micro_batch * args.pp) for s in stages]
+    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
+        raise InputError("", "--gpu-memory-utilization", f"must be in (0, 1], got {args.gpu_memory_utilization}")
+    if args.max_num_seqs is not None and args.max_num_seqs < 1:
+        raise InputError("", "--max-num-seqs", f"must be >= 1, got {args.max_num_seqs}")
+    cfg = serving_config(profile, args.gpu_memory_utilization, args.max_num_seqs)
+    est = estimate_pipeline(model, workload, stages, links, args.runtime, serving=cfg)
+    conc = est.concurrency
+    mems = [stage_mem(s, model, workload, max(1, conc.seqs)) for s in stages]
     stage_dicts = []
     for i, (s, mem, t) in enumerate(zip(stages, mems, est.stage_times)):
         d = _stage_dict(mem, t)
@@ -121,12 +134,21 @@ def _pipeline(args, model, profile, workload):
             "micro_batches": est.num_micro_batches, "bottleneck": est.bottleneck,
             "link_prefill_ms": [x * 1e3 for x in est.link_prefill_s],
             "link_decode_ms": [x * 1e3 for x in est.link_decode_s],
+            "decode_s": est.decode_s, "seqs_at_once": conc.seqs, "limited_by": conc.limited_by,
+            "waves": len(conc.waves), "kv_capacity_tokens": conc.kv_capacity_tokens,
+            "gpu_memory_utilization": cfg.gpu_memory_utilization, "max_num_seqs": cfg.max_num_seqs,
+            "serving_defaults_assumed": list(cfg.assumed),
             "layer_partition": split}
     title = (f"{model.name} on {profile.gpu_name}: TP{args.tp} x PP{args.pp}, micro-batches of "
              f"{est.micro_batch} (times per micro-batch)")
     human = _human(title, stage_dicts)
     human += (f"\n\nthroughput {est.throughput_tok_s:,.1f} tokens/s (prompt+output), elapsed {est.elapsed_s:.3g} s, "
-              f"bottleneck: {est.bottleneck}")
+              f"bottleneck: {est.bottleneck}"
+              f"\nprefill {est.prefill_s:.3g} s + decode {est.decode_s:.3g} s; {conc.seqs} sequences at once "
+              f"(limited by {conc.limited_by}; KV cache {conc.kv_capacity_tokens:,} tokens at "
+              f"gpu_memory_utilization {cfg.gpu_memory_utilization:g}), {len(conc.waves)} wave(s)")
+    if cfg.assumed:
+        human += f"\nserving defaults assumed (not in the profile): {', '.join(cfg.assumed)}"
     payload = {"stages": stage_dicts, "pipeline": pipe,
                "memory_gib": stage_dicts[0]["memory_gib"], "time_ms": stage_dicts[0]["time_ms"]}
     return payload, human

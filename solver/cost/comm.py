@@ -65,7 +65,19 @@ def _link_defaults(profile: Profile, scope: str, nominal_gbps: float | None) -> 
 
 
 def tp_allreduce_s(profile: Profile, tp: int, size_bytes: float) -> float:
-    """One all-reduce inside a TP group (always inside one node)."""
+    """One all-reduce inside a TP group (always inside one node).
+
+    A profile's ``serving.tp_allreduce`` entry (fitted end to end on a serving engine,
+    docs/profile.md) wins over the collective fits: it is what the engine actually pays
+    (e.g. NCCL over PCIe without P2P when vLLM's custom all-reduce is off), which nccl-tests
+    on an idle node need not show. Its ranks are matched exactly, else the nearest entry."""
+    if tp > 1 and size_bytes > 0 and profile.engine_allreduce:
+        fit = min(profile.engine_allreduce, key=lambda a: (abs(a.ranks - tp), a.ranks))
+        if fit.ranks != tp:
+            note(f"{profile.path}: no serving.tp_allreduce entry for {tp} ranks; using the {fit.ranks}-rank one")
+        hops = 2 * (tp - 1)  # a ring all-reduce: reduce-scatter then all-gather, n-1 steps each
+        t_us = hops * fit.hop_us + bus_factor("all_reduce", tp) * size_bytes / (fit.busbw_gbps * 1e3)
+        return t_us * 1e-6
     return collective_time_s(profile, "all_reduce", tp, "intra_node", size_bytes)
 
 

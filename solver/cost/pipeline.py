@@ -1,22 +1,30 @@
-"""Throughput of one pipeline (one replica) on an offline batch: the one definition used by
-``solver estimate``, the planner and ``solver validate`` (docs/metrics.md).
+"""Throughput of one pipeline (one replica) serving an offline batch on a vLLM-like engine:
+the one definition used by ``solver estimate``, the planner and ``solver validate``
+(docs/metrics.md, "throughput").
 
-Model (vLLM-like): the batch of B sequences is split into m = number-of-stages
-micro-batches of ceil(B/m) sequences that are in flight at once. Each stage and each link
-between stages is a server (design.md section 5).
-- Prefill: the m micro-batches flow through the pipeline: sum_k t_k + (m-1) max_k t_k.
-- Decode: every output token is one round in which each micro-batch passes every stage;
-  a round lasts max(m x max_k t_k, sum_k t_k): either the busiest server is saturated, or
-  one micro-batch's token is still travelling the chain.
-- Elapsed = prefill + output_len x round; throughput = B x (prompt + output) / elapsed.
+1. Concurrency (``solver.cost.serving``): c = min(batch, max_num_seqs, KV capacity //
+   context) sequences run at once; a larger batch runs in waves of c.
+2. Each wave of n sequences is split into m = min(pp, n) micro-batches in flight (vLLM
+   keeps pp batches in flight), each of ceil(n/m) sequences. Each stage, each link between
+   stages and the engine (CPU-side scheduling, sampling: the per-step overhead of the
+   profile's ``serving`` section) is a server (design.md section 5).
+3. Prefill: the prompts go through in steps of at most ``max_num_batched_tokens`` tokens;
+   K steps flow down the pipeline: chain + (K-1) x busiest server. The prefill forward
+   samples each sequence's first output token.
+4. Decode: the other output_len - 1 tokens. Each is one round in which every micro-batch
+   passes every stage: round = max(m x busiest server, chain) -- either a server is
+   saturated, or a micro-batch's token is still travelling the chain.
+5. Elapsed = sum over waves of prefill + decode; throughput = batch x (prompt + output)
+   / elapsed (the same definition as vLLM's offline benchmark).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from solver.cost import comm
+from solver.cost.serving import Concurrency, ServingConfig, concurrency, serving_config
 from solver.cost.stage import Stage, StageTime, activation_bytes, stage_time
 from solver.inputs.model import ModelSpec
 from solver.inputs.workload import Workload
@@ -24,57 +32,112 @@ from solver.inputs.workload import Workload
 
 @dataclass(frozen=True)
 class PipelineEstimate:
-    micro_batch: int
+    """Times in seconds for the whole batch unless named per step / per micro-batch."""
+    micro_batch: int                    # sequences per decode micro-batch (first wave)
     num_micro_batches: int
-    stage_times: tuple[StageTime, ...]
-    link_prefill_s: tuple[float, ...]  # one transfer of one micro-batch's prefill activations
-    link_decode_s: tuple[float, ...]   # one decode step's activations
-    prefill_s: float
-    decode_round_s: float
+    stage_times: tuple[StageTime, ...]  # per stage: prefill of one micro-batch, one decode step
+    link_prefill_s: tuple[float, ...]   # one prefill step's activations over link k
+    link_decode_s: tuple[float, ...]    # one decode step's activations over link k
+    prefill_s: float                    # all waves
+    decode_s: float                     # all waves
+    decode_round_s: float               # one output token for every sequence of the first wave
     elapsed_s: float
-    tokens: int
-    bottleneck: str  # "stage k", "link k" or "chain"
+    tokens: int                         # batch x (prompt + output)
+    bottleneck: str                     # "stage k", "link k", "engine", "chain" or "kv_cache"
+    concurrency: Concurrency | None = None
+    prefill_steps: int = 0              # per wave (first wave)
+    serving: ServingConfig | None = field(default=None, repr=False)
 
     @property
     def throughput_tok_s(self) -> float:
-        return self.tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        ok = self.elapsed_s > 0 and math.isfinite(self.elapsed_s)
+        return self.tokens / self.elapsed_s if ok else 0.0
+
+    @property
+    def feasible(self) -> bool:
+        return math.isfinite(self.elapsed_s)
 
 
-def _servers(stage_s: list[float], link_s: list[float]) -> list[tuple[str, float]]:
+@dataclass(frozen=True)
+class _Wave:
+    prefill_s: float
+    decode_s: float
+    round_s: float
+    bottleneck: str
+    micro_batch: int
+    micro_batches: int
+    prefill_steps: int
+    times: tuple[StageTime, ...]
+    link_pre: tuple[float, ...]
+    link_dec: tuple[float, ...]
+
+
+def _servers(stage_s: list[float], link_s: list[float], engine_s: float) -> list[tuple[str, float]]:
     out = [(f"stage {i}", t) for i, t in enumerate(stage_s)]
     out += [(f"link {i}", t) for i, t in enumerate(link_s)]
-    return out
+    return out + [("engine", engine_s)]
+
+
+def _links(stages: list[Stage], links_gbps: list, size_bytes: float) -> list[float]:
+    return [comm.p2p_s(stages[k].profile, size_bytes, g) for k, g in enumerate(links_gbps)]
+
+
+def _wave(model: ModelSpec, workload: Workload, stages: list[Stage], links_gbps: list, runtime: str,
+          cfg: ServingConfig, n: int) -> _Wave:
+    """Prefill and decode of ``n`` sequences that run together."""
+    m = min(len(stages), n)
+    mb = math.ceil(n / m)
+    # prompts per prefill step: as many whole prompts as the token budget takes
+    per_step = max(1, min(n, cfg.batched_tokens(workload) // workload.prompt_len))
+    steps = math.ceil(n / per_step)
+    pre_times = [stage_time(s, model, workload, per_step, runtime) for s in stages]
+    times = [stage_time(s, model, workload, mb, runtime) for s in stages]
+    link_pre = _links(stages, links_gbps, activation_bytes(model, per_step * workload.prompt_len, workload, runtime))
+    link_dec = _links(stages, links_gbps, activation_bytes(model, mb, workload, runtime))
+
+    pre = _servers([t.prefill_s for t in pre_times], link_pre, cfg.prefill_overhead_s)
+    pre_s = sum(t for _, t in pre) + (steps - 1) * max(t for _, t in pre)
+    dec = _servers([t.decode_step_s for t in times], link_dec, cfg.decode_step_overhead_s)
+    busiest_name, busiest = max(dec, key=lambda kv: kv[1])
+    chain = sum(t for _, t in dec)
+    round_s = max(m * busiest, chain)
+    decode_steps = max(0, workload.output_len - 1)
+    if decode_steps == 0:
+        bottleneck = max(pre, key=lambda kv: kv[1])[0]
+    else:
+        bottleneck = busiest_name if m * busiest >= chain else "chain"
+    return _Wave(pre_s, decode_steps * round_s, round_s, bottleneck, mb, m, steps, tuple(times),
+                 tuple(link_pre), tuple(link_dec))
 
 
 def estimate_pipeline(model: ModelSpec, workload: Workload, stages: list[Stage],
-                      links_gbps: list[float | None], runtime: str = "vllm") -> PipelineEstimate:
-    """``links_gbps[k]`` is the nominal bandwidth between stage k and k+1 (None: same node)."""
+                      links_gbps: list[float | None], runtime: str = "vllm", *,
+                      serving: ServingConfig | None = None) -> PipelineEstimate:
+    """``links_gbps[k]`` is the nominal bandwidth between stage k and k+1 (None: same node).
+
+    ``serving`` defaults to the first stage's profile (``serving_config``): the engine is
+    one process, its settings and per-step overheads are one set.
+    """
     if len(links_gbps) != len(stages) - 1:
         raise ValueError("need one link per pair of consecutive stages")
-    m = len(stages)
-    mb = math.ceil(workload.batch / m)
-    times = [stage_time(s, model, workload, mb, runtime) for s in stages]
-    pre_bytes = activation_bytes(model, mb * workload.prompt_len, workload, runtime)
-    dec_bytes = activation_bytes(model, mb, workload, runtime)
-    link_pre = [comm.p2p_s(stages[k].profile, pre_bytes, g) for k, g in enumerate(links_gbps)]
-    link_dec = [comm.p2p_s(stages[k].profile, dec_bytes, g) for k, g in enumerate(links_gbps)]
-
-    pre_servers = _servers([t.prefill_s for t in times], link_pre)
-    dec_servers = _servers([t.decode_step_s for t in times], link_dec)
-    pre_max = max(t for _, t in pre_servers)
-    prefill_s = sum(t for _, t in pre_servers) + (m - 1) * pre_max
-    busiest_name, busiest = max(dec_servers, key=lambda kv: kv[1])
-    chain = sum(t for _, t in dec_servers)
-    round_s = max(m * busiest, chain)
-    bottleneck = busiest_name if m * busiest >= chain else "chain"
-    elapsed = prefill_s + workload.output_len * round_s
-    if workload.output_len == 0:
-        bottleneck = max(pre_servers, key=lambda kv: kv[1])[0]
+    cfg = serving if serving is not None else serving_config(stages[0].profile)
+    conc = concurrency(stages, model, workload, cfg)
+    tokens = workload.batch * (workload.prompt_len + workload.output_len)
+    if conc.seqs == 0:
+        # one sequence's context does not fit the KV cache: the engine refuses the request
+        nan = tuple(float("inf") for _ in links_gbps)
+        return PipelineEstimate(0, 0, (), nan, nan, math.inf, math.inf, math.inf, math.inf, tokens,
+                                "kv_cache", conc, 0, cfg)
+    waves = {n: _wave(model, workload, stages, links_gbps, runtime, cfg, n) for n in set(conc.waves)}
+    first = waves[conc.waves[0]]
+    prefill_s = sum(waves[n].prefill_s for n in conc.waves)
+    decode_s = sum(waves[n].decode_s for n in conc.waves)
     return PipelineEstimate(
-        micro_batch=mb, num_micro_batches=m, stage_times=tuple(times),
-        link_prefill_s=tuple(link_pre), link_decode_s=tuple(link_dec),
-        prefill_s=prefill_s, decode_round_s=round_s, elapsed_s=elapsed,
-        tokens=workload.batch * (workload.prompt_len + workload.output_len), bottleneck=bottleneck,
+        micro_batch=first.micro_batch, num_micro_batches=first.micro_batches, stage_times=first.times,
+        link_prefill_s=first.link_pre, link_decode_s=first.link_dec,
+        prefill_s=prefill_s, decode_s=decode_s, decode_round_s=first.round_s,
+        elapsed_s=prefill_s + decode_s, tokens=tokens, bottleneck=first.bottleneck,
+        concurrency=conc, prefill_steps=first.prefill_steps, serving=cfg,
     )
 
 

@@ -27,6 +27,15 @@ ACTIVATION_MODELS = ("tokens_linear_v1",)
 ACTIVATION_COEFS = ("c0_bytes", "c_h", "c_h_t", "c_f_t", "c_q_t", "c_attn_t")
 
 _VALUE_KEYS = ("value", "source", "ref", "range", "fit_error", "note")
+# The ``serving`` section: a serving engine's knobs and per-step overheads, each a value
+# record (docs/profile.md; used by solver/cost/serving.py). Bounds: name -> (min, max).
+SERVING_KEYS = {
+    "gpu_memory_utilization": (0.05, 1.0),  # fraction of GPU memory the engine may use
+    "max_num_seqs": (1, 1e6),               # sequences scheduled at once (vLLM --max-num-seqs)
+    "max_num_batched_tokens": (1, 1e8),     # prompt tokens one prefill step may take
+    "decode_step_overhead_ms": (0.0, 1e4),  # engine time per decode step beyond GPU kernels
+    "prefill_overhead_ms": (0.0, 1e5),      # engine time per prefill step beyond GPU kernels
+}
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,18 @@ class CollectiveFit:
 
 
 @dataclass(frozen=True)
+class EngineAllReduce:
+    """A TP all-reduce as a serving engine pays it, per group size (``serving.tp_allreduce``):
+    t(S) = 2(n-1) x hop_us + 2(n-1)/n x S / busbw -- a ring's 2(n-1) sequential steps."""
+    ranks: int
+    hop_us: float
+    busbw_gbps: float
+    source: str
+    ref: str = ""
+    fit_error: dict | None = None
+
+
+@dataclass(frozen=True)
 class ActivationModel:
     model: str
     coef: dict
@@ -131,7 +152,11 @@ class Profile:
     prefill_efficiency: Curve
     decode_efficiency: Curve
     provenance: dict
-    serving: dict = field(default_factory=dict)
+    serving: dict = field(default_factory=dict)  # name -> Value, keys of SERVING_KEYS
+    engine_allreduce: tuple[EngineAllReduce, ...] = ()  # serving.tp_allreduce
+    # Optional: full HBM passes over the unsharded T x h activation per layer in prefill
+    # (norms, residual adds): + passes*T*h*p/hbm seconds per layer. None: not calibrated.
+    prefill_elementwise_passes: Value | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
     def matches(self, gpu: str) -> bool:
@@ -230,6 +255,33 @@ def _activation(data, where: str, path: str) -> ActivationModel:
                            fit_error=f.get("fit_error", dict, None))
 
 
+def _serving(data, where: str) -> tuple[dict, tuple[EngineAllReduce, ...]]:
+    """Validated ``serving`` section: SERVING_KEYS value records, the ``tp_allreduce`` list
+    (one entry per group size), ``runtime``/``note`` text."""
+    f = Fields(data, where, "serving", (*SERVING_KEYS, "tp_allreduce", "runtime", "note"))
+    f.get("runtime", str, "")
+    out = {}
+    for key, (lo, hi) in SERVING_KEYS.items():
+        if key in f.data:
+            v = _value(f.data[key], where, f"serving.{key}")
+            if not lo <= v.value <= hi:
+                raise f.error(key, f"value must be in [{lo:g}, {hi:g}], got {v.value:g}")
+            out[key] = v
+    ars = tuple(_engine_allreduce(c, where, f"serving.tp_allreduce[{i}]")
+                for i, c in enumerate(f.get("tp_allreduce", list, [])))
+    if len({a.ranks for a in ars}) != len(ars):
+        raise f.error("tp_allreduce", "one entry per ranks")
+    return out, ars
+
+
+def _engine_allreduce(data, where: str, path: str) -> EngineAllReduce:
+    f = Fields(data, where, path, ("ranks", "hop_us", "busbw_gbps", "source", "ref", "fit_error", "note"))
+    return EngineAllReduce(ranks=f.get("ranks", int, min_value=2), hop_us=f.get("hop_us", float, min_value=0.0),
+                           busbw_gbps=f.get("busbw_gbps", float, min_value=1e-6),
+                           source=f.get("source", str, choices=SOURCES), ref=f.get("ref", str, ""),
+                           fit_error=f.get("fit_error", dict, None))
+
+
 def parse_profile(data: object, where: str) -> Profile:
     top = Fields(data, where, "", ("schema_version", "gpu", "provenance", "collectives", "network",
                                    "memory", "compute", "serving", "notes"))
@@ -254,8 +306,9 @@ def parse_profile(data: object, where: str) -> Profile:
     mem = Fields(top.get("memory", dict), where, "memory",
                  ("activation_peak", "runtime_overhead_gib", "fragmentation_frac", "note"))
     comp = Fields(top.get("compute", dict), where, "compute",
-                  ("prefill_efficiency", "decode_efficiency", "note"))
+                  ("prefill_efficiency", "decode_efficiency", "prefill_elementwise_passes", "note"))
     act_raw = mem.get("activation_peak", dict, None)
+    serving, engine_allreduce = _serving(top.get("serving", dict, {}), where)
     return Profile(
         path=where,
         gpu_name=g.get("name", str),
@@ -273,7 +326,11 @@ def parse_profile(data: object, where: str) -> Profile:
         prefill_efficiency=_curve(comp.get("prefill_efficiency", dict), where, "compute.prefill_efficiency"),
         decode_efficiency=_curve(comp.get("decode_efficiency", dict), where, "compute.decode_efficiency"),
         provenance=top.get("provenance", dict, {}),
-        serving=top.get("serving", dict, {}),
+        serving=serving,
+        engine_allreduce=engine_allreduce,
+        prefill_elementwise_passes=(_value(comp.data["prefill_elementwise_passes"], where,
+                                           "compute.prefill_elementwise_passes")
+                                    if "prefill_elementwise_passes" in comp.data else None),
         raw=data,
     )
 

@@ -1,0 +1,98 @@
+"""``solver plan``: replicas and pipeline stages over a (heterogeneous) GPU pool, with the
+MILP's status, bound and gap, two baselines, and vLLM launch commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
+from solver.errors import InputError
+from solver.inputs.cluster import load_cluster
+from solver.inputs.model import load_model
+from solver.inputs.profile import load_profiles
+from solver.plan.milp import SOLVERS
+from solver.plan.planner import OBJECTIVES, plan
+from solver.report.plan_report import plan_human, plan_payload
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "plan", help="place replicas and pipeline stages on a GPU pool (exact MILP, gap, baselines, vLLM commands)",
+        description="Choose replicas, each a pipeline of TP groups inside nodes holding contiguous layers, "
+                    "to maximise total tokens/s or minimise $/h under a throughput floor. Every replica serves "
+                    "--batch sequences (an offline batch per replica); throughput sums over replicas. "
+                    "Exit 2 on bad input or when no plan exists.")
+    p.add_argument("--profile", action="append", required=True, metavar="PATH",
+                   help="profile JSON of a GPU type, or a folder of them; repeat for every GPU type in the cluster")
+    add_model_args(p)
+    p.add_argument("--cluster", required=True, help="cluster YAML (examples/clusters/)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+                   help="throughput: max total tokens/s; cost: min $/h with --min-throughput (default throughput)")
+    p.add_argument("--min-throughput", type=float, default=0.0, metavar="TOK_S",
+                   help="tokens/s the plan must reach (cost objective), default 0")
+    p.add_argument("--max-replicas", type=int, default=None, metavar="R", help="at most R replicas (default no cap)")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="MILP time limit in seconds (default 60); on expiry the best plan is reported with its gap")
+    p.add_argument("--solver", choices=SOLVERS, default="cbc", help="MILP solver: cbc (bundled) or highs (default cbc)")
+    p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
+                   help="what crosses stage boundaries (default vllm: hidden + residual)")
+    p.add_argument("--extra-stages", type=int, default=2,
+                   help="pipeline depths searched beyond the fewest stages that fit, per shape (default 2)")
+    p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
+    add_workload_args(p, batch_default=32)
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _check_args(args) -> None:
+    if args.min_throughput < 0:
+        raise InputError("", "--min-throughput", f"must be >= 0, got {args.min_throughput:g}")
+    if args.objective == "cost" and args.min_throughput <= 0:
+        raise InputError("", "--min-throughput", "the cost objective needs a throughput floor > 0 tokens/s")
+    if args.max_replicas is not None and args.max_replicas < 1:
+        raise InputError("", "--max-replicas", f"must be >= 1, got {args.max_replicas}")
+    if args.time_limit <= 0:
+        raise InputError("", "--time-limit", f"must be > 0 seconds, got {args.time_limit:g}")
+    if args.extra_stages < 0:
+        raise InputError("", "--extra-stages", f"must be >= 0, got {args.extra_stages}")
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Temp file in the same folder, then os.replace: the file is whole or absent."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args) -> int:
+    _check_args(args)
+    model = load_model(args.model)
+    workload = workload_from(args)
+    cluster = load_cluster(args.cluster)
+    profiles = load_profiles(args.profile)
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        raise InputError("", "--out", f"folder of {args.out} does not exist")
+    with collect_warnings(args.strict) as warns:
+        result = plan(model, workload, cluster, profiles, objective=args.objective,
+                      min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
+                      time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
+                      extra_stages=args.extra_stages)
+        payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, args.model)
+    payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": [p.path for p in profiles],
+                         "batch": workload.batch, "prompt_len": workload.prompt_len,
+                         "output_len": workload.output_len, "dtype": workload.dtype}
+    if args.out:
+        write_atomic(args.out, json.dumps(dict(payload, warnings=warns), indent=2) + "\n")
+    title = (f"{model.name} on {cluster.name}: batch {workload.batch} per replica, prompt {workload.prompt_len}, "
+             f"output {workload.output_len}, objective {args.objective}")
+    emit(payload, args.json, plan_human(payload, title), warns)
+    return 0

@@ -1,0 +1,86 @@
+"""Put replicas of shapes on concrete nodes.
+
+The MILP decides how many nodes of each group are cut into which chunk configuration;
+here those nodes get indices and every replica's chunks get a node. Chunks of one replica
+go to different nodes where possible, so the links the shape assumed between chunks are
+the links it gets; the reported throughput is recomputed on the placement anyway.
+"""
+
+from __future__ import annotations
+
+from solver.cost.pipeline import estimate_pipeline
+from solver.cost.stage import Stage
+from solver.errors import InfeasibleError
+from solver.plan.candidates import CostTable
+from solver.plan.result import PlacedReplica, PlacedStage, Plan
+from solver.plan.shapes import ShapeValue
+
+
+def _slots_from_configs(table: CostTable, configs: dict) -> dict[int, list[list[int]]]:
+    """group -> per node, the chunk sizes still free on it."""
+    slots = {g.index: [] for g in table.groups}
+    for (g, q), count in sorted(configs.items()):
+        slots[g].extend([list(q) for _ in range(count)])
+    return slots
+
+
+def _free_gpus(table: CostTable) -> dict[int, list[list[int]]]:
+    """Without configurations: each node is one free pool of GPUs (first fit)."""
+    return {g.index: [[g.gpus_per_node] for _ in range(g.nodes)] for g in table.groups}
+
+
+def _take(nodes: list[list[int]], size: int, avoid: set[int], exact: bool) -> int | None:
+    order = [i for i in range(len(nodes)) if i not in avoid] + sorted(avoid)
+    for i in order:
+        free = nodes[i]
+        if exact and size in free:
+            free.remove(size)
+            return i
+        if not exact and free[0] >= size:
+            free[0] -= size
+            return i
+    return None
+
+
+def place(table: CostTable, picks: list[tuple[ShapeValue, int]], configs: dict | None = None) -> Plan:
+    """Replicas for ``picks`` ((shape value, copies)) on concrete nodes; with ``configs``
+    (the MILP's node configurations) chunks fill configured slots, else first fit."""
+    exact = configs is not None
+    nodes = _slots_from_configs(table, configs) if exact else _free_gpus(table)
+    gpn = [g.gpus_per_node for g in table.groups]
+    replicas = []
+    for sv, copies in picks:
+        stages = sv.shape.stages()
+        chunk_of = sv.shape.chunk_of_stage(gpn)
+        for _ in range(copies):
+            used: dict[int, set[int]] = {}
+            node_of_chunk = {}
+            for c, (g, z) in enumerate(sv.shape.chunks(gpn)):
+                i = _take(nodes[g], z, used.setdefault(g, set()), exact)
+                if i is None:
+                    raise InfeasibleError(f"internal: no free node of group {table.groups[g].name} "
+                                          f"for a chunk of {z} GPUs")
+                used[g].add(i)
+                node_of_chunk[c] = i
+            placed, first = [], 0
+            for (g, t, _), n, c in zip(stages, sv.layers, chunk_of):
+                grp = table.groups[g]
+                placed.append(PlacedStage(grp.name, node_of_chunk[c], grp.spec.gpu, t, first, n))
+                first += n
+            replicas.append(evaluate_replica(table, placed, sv.shape.label([g.name for g in table.groups])))
+    return Plan(tuple(replicas))
+
+
+def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "") -> PlacedReplica:
+    """Throughput of a placed replica by ``estimate_pipeline`` (links from its nodes)."""
+    by_name = {g.name: g for g in table.groups}
+    m = len(stages)
+    cost_stages = [Stage(by_name[s.group].profile, s.tp, s.n_layers, k == 0, k == m - 1)
+                   for k, s in enumerate(stages)]
+    links = []
+    for a, b in zip(stages, stages[1:]):
+        same = a.node_id == b.node_id
+        links.append(None if same else table.cluster.link_gbps(by_name[a.group].spec, by_name[b.group].spec))
+    est = estimate_pipeline(table.model, table.workload, cost_stages, links, table.runtime)
+    usd = sum(s.tp * by_name[s.group].usd_per_gpu_hour for s in stages)
+    return PlacedReplica(tuple(stages), est.throughput_tok_s, usd, est.bottleneck, label)

@@ -1,0 +1,186 @@
+"""Candidate stages and their cost table: the numbers the planner works with.
+
+Everything here is computed by the public cost functions (``solver.cost.stage.stage_time``,
+``stage_mem``, ``comm.p2p_s``, ``pipeline.activation_bytes``); nothing re-derives physics.
+
+A *stage kind* is (node group, TP degree t, position) with position one of ``only``, ``first``,
+``mid``, ``last`` (the first stage holds the embedding, the last the LM head). For each kind:
+- ``cap_layers``: the most layers whose memory per GPU fits the profile's capacity
+  (``stage_mem(...).total <= capacity``, KV for the replica's whole batch at full context);
+  kinds that cannot hold one layer are pruned;
+- per pipeline depth m (micro-batch ceil(B/m)): arrays over n = 0..L of the prefill time of
+  one micro-batch and of one decode step (``stage_time``), seconds.
+Interchangeable GPUs are merged: a stage is "t GPUs of a node of group g", never GPU ids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from solver.cost import comm
+from solver.cost.stage import Stage, activation_bytes, stage_mem, stage_time
+from solver.inputs.cluster import Cluster, NodeGroup
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile, profile_for
+from solver.inputs.workload import Workload
+from solver.errors import InputError
+
+POSITIONS = ("only", "first", "mid", "last")
+_FLAGS = {"only": (True, True), "first": (True, False), "mid": (False, False), "last": (False, True)}
+# Relative tolerance of the "time is affine in the layer count" check (float rounding only).
+_AFFINE_RTOL = 1e-9
+
+
+def tp_degrees(model: ModelSpec, gpus_per_node: int) -> list[int]:
+    """Powers of two dividing the attention heads, at most one node (a TP group never spans
+    nodes: design.md section 1)."""
+    out, t = [], 1
+    while t <= gpus_per_node:
+        if model.num_heads % t == 0:
+            out.append(t)
+        t *= 2
+    return out
+
+
+@dataclass(frozen=True)
+class Group:
+    """One node group of the cluster with its profile; ``index`` is its position in the pool."""
+    index: int
+    spec: NodeGroup
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.spec.gpus_per_node
+
+    @property
+    def nodes(self) -> int:
+        return self.spec.count
+
+    @property
+    def usd_per_gpu_hour(self) -> float:
+        return self.spec.usd_per_gpu_hour or 0.0
+
+
+def pool_groups(cluster: Cluster, profiles: list[Profile]) -> list[Group]:
+    """Pair every node group with its profile; every GPU type without one is named at once."""
+    missing = sorted({g.gpu for g in cluster.node_groups if not any(p.matches(g.gpu) for p in profiles)})
+    if missing:
+        have = ", ".join(p.gpu_name for p in profiles) or "none"
+        raise InputError(cluster.where, "gpu", f"no profile for GPU type(s) {', '.join(missing)}; "
+                                               f"profiles given: {have}; add --profile profiles/<gpu>.json")
+    return [Group(i, g, profile_for(g.gpu, profiles)) for i, g in enumerate(cluster.node_groups)]
+
+
+@dataclass
+class StageKindTable:
+    group: int
+    tp: int
+    position: str
+    cap_layers: int
+    # depth m -> (prefill_s[n], decode_s[n]) for n = 0..L (index 0 unused, inf)
+    times: dict = field(default_factory=dict)
+
+
+class CostTable:
+    """Memory caps, stage times and link times for one (model, workload, pool)."""
+
+    def __init__(self, model: ModelSpec, workload: Workload, groups: list[Group], cluster: Cluster,
+                 runtime: str = "vllm"):
+        self.model, self.workload, self.groups, self.cluster, self.runtime = model, workload, groups, cluster, runtime
+        self.num_layers = model.num_layers
+        self.kinds: dict[tuple[int, int, str], StageKindTable] = {}
+        for g in groups:
+            for t in tp_degrees(model, g.gpus_per_node):
+                for pos in POSITIONS:
+                    cap = self._cap_layers(g.profile, t, pos)
+                    if cap >= 1:
+                        self.kinds[(g.index, t, pos)] = StageKindTable(g.index, t, pos, cap)
+        self._links: dict = {}
+
+    def _stage(self, profile: Profile, tp: int, n: int, pos: str) -> Stage:
+        first, last = _FLAGS[pos]
+        return Stage(profile, tp, n, first, last)
+
+    def _cap_layers(self, profile: Profile, tp: int, pos: str) -> int:
+        """Largest n with stage memory <= capacity (memory grows with n: bisection); an
+        ``only`` stage must hold every layer."""
+        if pos == "only":
+            return self.num_layers if self._fits(profile, tp, self.num_layers, pos) else 0
+        lo, hi = 0, self.num_layers
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(profile, tp, mid, pos):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _fits(self, profile: Profile, tp: int, n: int, pos: str) -> bool:
+        mem = stage_mem(self._stage(profile, tp, n, pos), self.model, self.workload)
+        return mem.total <= mem.capacity
+
+    def kind(self, group: int, tp: int, pos: str) -> StageKindTable | None:
+        return self.kinds.get((group, tp, pos))
+
+    def micro_batch(self, depth: int) -> int:
+        return math.ceil(self.workload.batch / depth)
+
+    def times(self, group: int, tp: int, pos: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """(prefill_s[n], decode_s[n]) of one micro-batch at pipeline depth ``depth``; inf
+        beyond the memory cap. Computed with ``stage_time``; when the time is affine in n
+        (checked at three points) the rest is filled by the same line, else every n is
+        evaluated."""
+        k = self.kinds[(group, tp, pos)]
+        if depth in k.times:
+            return k.times[depth]
+        prof, mb, L = self.groups[group].profile, self.micro_batch(depth), self.num_layers
+        pre, dec = np.full(L + 1, np.inf), np.full(L + 1, np.inf)
+
+        def at(n: int):
+            st = stage_time(self._stage(prof, tp, n, pos), self.model, self.workload, mb, self.runtime)
+            return st.prefill_s, st.decode_step_s
+
+        ns = sorted({1, min(2, k.cap_layers), k.cap_layers})
+        pts = {n: at(n) for n in ns}
+        if len(ns) == 3 and _affine(pts, ns):
+            (p1, d1), (p2, d2) = pts[ns[0]], pts[ns[1]]
+            n = np.arange(1, k.cap_layers + 1)
+            pre[1:k.cap_layers + 1] = p1 + (n - 1) * (p2 - p1)
+            dec[1:k.cap_layers + 1] = d1 + (n - 1) * (d2 - d1)
+        else:
+            for n in range(1, k.cap_layers + 1):
+                pre[n], dec[n] = pts[n] if n in pts else at(n)
+        k.times[depth] = (pre, dec)
+        return pre, dec
+
+    def link_times(self, sender: int, receiver: int | None, same_node: bool, depth: int) -> tuple[float, float]:
+        """(prefill_s, decode_s) of one micro-batch's activations from a stage of group
+        ``sender`` to the next stage; ``same_node``: inside one node (no NIC)."""
+        key = (sender, receiver, same_node, depth)
+        if key not in self._links:
+            a, b = self.groups[sender], self.groups[receiver]
+            gbps = None if same_node else self.cluster.link_gbps(a.spec, b.spec)
+            mb = self.micro_batch(depth)
+            pre = activation_bytes(self.model, mb * self.workload.prompt_len, self.workload, self.runtime)
+            dec = activation_bytes(self.model, mb, self.workload, self.runtime)
+            self._links[key] = (comm.p2p_s(a.profile, pre, gbps), comm.p2p_s(a.profile, dec, gbps))
+        return self._links[key]
+
+
+def _affine(pts: dict, ns: list[int]) -> bool:
+    (n0, n1, n2) = ns
+    for i in (0, 1):
+        y0, y1, y2 = pts[n0][i], pts[n1][i], pts[n2][i]
+        slope = (y1 - y0) / (n1 - n0)
+        pred = y0 + slope * (n2 - n0)
+        if abs(pred - y2) > _AFFINE_RTOL * max(abs(y2), 1e-30):
+            return False
+    return True

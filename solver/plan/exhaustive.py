@@ -1,0 +1,130 @@
+"""Brute force over every plan of a small pool: the reference the MILP is checked against.
+
+Shares nothing with the MILP's shape space: a replica is *any* sequence of stages, each
+``t`` GPUs (power of two dividing the heads) of *any* node with that many free GPUs, in
+any order, with *any* split of the layers (every composition whose stages fit in memory by
+``stage_mem``), valued by ``estimate_pipeline``. Plans are sets of replicas; the search is
+a memoised recursion over the free GPUs per node (nodes of a group with equal free GPUs
+are interchangeable, which is the only symmetry it removes). Exponential: pools of about a
+dozen GPUs and models of a few layers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+from solver.cost.pipeline import estimate_pipeline
+from solver.cost.stage import Stage, stage_mem
+from solver.inputs.cluster import Cluster
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+
+
+def _compositions(total: int, parts: int):
+    for cuts in itertools.combinations(range(1, total), parts - 1):
+        bounds = (0,) + cuts + (total,)
+        yield tuple(b - a for a, b in zip(bounds, bounds[1:]))
+
+
+class Exhaustive:
+    def __init__(self, model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile],
+                 runtime: str = "vllm", max_replicas: int | None = None):
+        self.model, self.workload, self.cluster, self.runtime = model, workload, cluster, runtime
+        self.groups = list(cluster.node_groups)
+        self.prof = [next(p for p in profiles if p.matches(g.gpu)) for g in self.groups]
+        self.nodes = [(gi, i) for gi, g in enumerate(self.groups) for i in range(g.count)]
+        self.max_replicas = max_replicas
+        self.value = lru_cache(maxsize=None)(self._value)
+        self.frontier = lru_cache(maxsize=None)(self._frontier)
+
+    def _tps(self, gi: int) -> list[int]:
+        g = self.groups[gi]
+        return [t for t in (1, 2, 4, 8, 16, 32, 64) if t <= g.gpus_per_node and self.model.num_heads % t == 0]
+
+    def _value(self, sig: tuple) -> tuple[float, tuple]:
+        """Best (throughput, layers) of a replica signature ((group, tp, same_node_as_prev), ...)."""
+        m, L = len(sig), self.model.num_layers
+        links = [None if same else self.cluster.link_gbps(self.groups[a[0]], self.groups[g])
+                 for a, (g, _, same) in zip(sig, sig[1:])]
+        best = (0.0, ())
+        for split in _compositions(L, m):
+            stages = [Stage(self.prof[g], t, n, k == 0, k == m - 1) for k, ((g, t, _), n) in enumerate(zip(sig, split))]
+            if any(stage_mem(s, self.model, self.workload).total > self.prof[g].memory_gib.value * 2**30
+                   for s, (g, _, _) in zip(stages, sig)):
+                continue
+            tok_s = estimate_pipeline(self.model, self.workload, stages, links, self.runtime).throughput_tok_s
+            if tok_s > best[0]:
+                best = (tok_s, split)
+        return best
+
+    def _replicas(self, free: tuple[int, ...]):
+        """Every replica placeable on ``free``: (signature, [(node, tp), ...], GPUs left)."""
+        L = self.model.num_layers
+        out = []
+
+        def grow(stages: list, left: list[int], touched: set):
+            if stages:
+                sig = tuple((self.nodes[n][0], t, k > 0 and stages[k - 1][0] == n)
+                            for k, (n, t) in enumerate(stages))
+                out.append((sig, tuple(stages), tuple(left)))
+            if len(stages) == L:
+                return
+            seen = set()
+            for n, (gi, _) in enumerate(self.nodes):
+                key = (gi, left[n])
+                if n not in touched and key in seen:
+                    continue  # an untouched node equal to one already tried
+                if n not in touched:
+                    seen.add(key)
+                for t in self._tps(gi):
+                    if left[n] >= t:
+                        left[n] -= t
+                        grow(stages + [(n, t)], left, touched | {n})
+                        left[n] += t
+
+        grow([], list(free), set())
+        return out
+
+    def _canon(self, free: tuple[int, ...]) -> tuple[int, ...]:
+        out = []
+        for gi, g in enumerate(self.groups):
+            out.extend(sorted((f for (gg, _), f in zip(self.nodes, free) if gg == gi), reverse=True))
+        return tuple(out)
+
+    def _frontier(self, free: tuple[int, ...], budget: int) -> tuple:
+        """Pareto set of (tokens/s, $/h, replicas) over plans on ``free`` with <= budget replicas."""
+        points = {(0.0, 0.0, ())}
+        if budget > 0:
+            for sig, stages, left in self._replicas(free):
+                tok_s, split = self.value(sig)
+                if tok_s <= 0:
+                    continue
+                usd = sum(t * (self.groups[self.nodes[n][0]].usd_per_gpu_hour or 0.0) for n, t in stages)
+                rep = (stages, split)
+                for a, b, reps in self.frontier(self._canon(left), budget - 1):
+                    points.add((a + tok_s, b + usd, reps + (rep,)))
+        return tuple(_pareto(points))
+
+    def best(self, objective: str = "throughput", min_tok_s: float = 0.0):
+        """(tokens/s, $/h, replicas) of the best plan, or None (cost: no plan reaches the floor).
+        Replicas are ((node, tp) per stage, layers per stage); nodes index ``self.nodes``."""
+        start = tuple(g.gpus_per_node for g in self.groups for _ in range(g.count))
+        budget = self.max_replicas if self.max_replicas is not None else sum(start)
+        pts = self.frontier(self._canon(start), budget)
+        if objective == "throughput":
+            return max(pts, key=lambda p: (p[0], -p[1]))
+        ok = [p for p in pts if p[0] >= min_tok_s * (1 - 1e-12)]
+        return min(ok, key=lambda p: (p[1], -p[0])) if ok else None
+
+
+def _pareto(points) -> list:
+    """Keep plans not beaten on both throughput (higher) and cost (lower)."""
+    pts = sorted(points, key=lambda p: (-p[0], p[1]))
+    out, best_cost = [], float("inf")
+    for p in pts:
+        if p[1] < best_cost - 1e-12:
+            out.append(p)
+            best_cost = p[1]
+    return out

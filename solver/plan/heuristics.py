@@ -1,0 +1,150 @@
+"""Baselines the planner reports beside its answer, and its warm start.
+
+- ``best_homogeneous``: the best single pipeline shape of one GPU type (packed on nodes),
+  replicated as often as that type's nodes allow (what one picks without a planner).
+- ``greedy_layer_filling``: Petals-style: GPU groups fastest first (HBM bandwidth: decode is
+  memory-bound), each stage the smallest TP degree that holds a layer, filled with as many
+  layers as its memory takes, until a replica holds the model; repeat while GPUs last.
+- ``warm_start``: the homogeneous plan written as MILP variables.
+"""
+
+from __future__ import annotations
+
+import math
+
+from solver.plan.assign import evaluate_replica, place
+from solver.plan.candidates import CostTable, tp_degrees
+from solver.plan.result import PlacedStage, Plan
+from solver.plan.shapes import ShapeValue
+
+
+def _copies_that_fit(table: CostTable, sv: ShapeValue) -> int:
+    """Replicas of a one-type shape its group can host (first fit of its chunks)."""
+    g = sv.shape.blocks[0].group
+    gpn = table.groups[g].gpus_per_node
+    free = [gpn] * table.groups[g].nodes
+    sizes = [z for _, z in sv.shape.chunks([x.gpus_per_node for x in table.groups])]
+    copies = 0
+    while True:
+        trial = list(free)
+        for z in sizes:
+            i = next((i for i, f in enumerate(trial) if f >= z), None)
+            if i is None:
+                return copies
+            trial[i] -= z
+        free, copies = trial, copies + 1
+
+
+def best_homogeneous(table: CostTable, values: list[ShapeValue], objective: str = "throughput",
+                     min_tok_s: float = 0.0, max_replicas: int | None = None) -> tuple[ShapeValue, int] | None:
+    """(shape, copies) of the best one-type packed plan; None when no such plan exists."""
+    best, best_key = None, None
+    for sv in values:
+        if len(sv.shape.blocks) != 1 or sv.shape.blocks[0].spread:
+            continue
+        most = _copies_that_fit(table, sv)
+        if max_replicas is not None:
+            most = min(most, max_replicas)
+        if most == 0:
+            continue
+        if objective == "throughput":
+            copies = most
+            key = -copies * sv.throughput_tok_s
+        else:
+            copies = max(1, math.ceil(min_tok_s / sv.throughput_tok_s - 1e-12))
+            if copies > most:
+                continue
+            usd = copies * sum(b.tp * b.stages * table.groups[b.group].usd_per_gpu_hour for b in sv.shape.blocks)
+            key = (usd, -copies * sv.throughput_tok_s)
+        if best_key is None or key < best_key:
+            best, best_key = (sv, copies), key
+    return best
+
+
+def homogeneous_plan(table: CostTable, pick: tuple[ShapeValue, int] | None) -> Plan | None:
+    return None if pick is None else place(table, [pick])
+
+
+def _group_order(table: CostTable) -> list[int]:
+    return sorted(range(len(table.groups)), key=lambda i: -table.groups[i].profile.hbm_gbps.value)
+
+
+def _smallest_tp(table: CostTable, g: int, pos: str) -> int | None:
+    for t in tp_degrees(table.model, table.groups[g].gpus_per_node):
+        if table.kind(g, t, pos) is not None:
+            return t
+    return None
+
+
+def _one_greedy_replica(table: CostTable, free: dict[int, list[int]]) -> list[PlacedStage] | None:
+    """Fill stages until the model is held; takes GPUs from ``free`` only on success."""
+    L, stages, layer = table.num_layers, [], 0
+    trial = {g: list(v) for g, v in free.items()}
+    for g in _group_order(table):
+        grp = table.groups[g]
+        t = _smallest_tp(table, g, "mid" if L > 1 else "only")
+        if t is None:
+            continue
+        for i in range(grp.nodes):
+            while trial[g][i] >= t and layer < L:
+                first = layer == 0
+                cap_last = table.kind(g, t, "only" if first else "last")
+                rest = L - layer
+                if cap_last is not None and cap_last.cap_layers >= rest:
+                    n = rest
+                else:
+                    kind = table.kind(g, t, "first" if first else "mid")
+                    if kind is None:
+                        break
+                    n = min(kind.cap_layers, rest - 1)
+                    if n < 1:
+                        break
+                trial[g][i] -= t
+                stages.append(PlacedStage(grp.name, i, grp.spec.gpu, t, layer, n))
+                layer += n
+            if layer >= L:
+                free.update(trial)
+                return stages
+    return None
+
+
+def greedy_layer_filling(table: CostTable, objective: str = "throughput", min_tok_s: float = 0.0,
+                         max_replicas: int | None = None) -> Plan | None:
+    free = {g.index: [g.gpus_per_node] * g.nodes for g in table.groups}
+    replicas = []
+    while max_replicas is None or len(replicas) < max_replicas:
+        if objective == "cost" and sum(r.throughput_tok_s for r in replicas) >= min_tok_s:
+            break
+        stages = _one_greedy_replica(table, free)
+        if stages is None:
+            break
+        replicas.append(evaluate_replica(table, stages, "greedy"))
+    return Plan(tuple(replicas)) if replicas else None
+
+
+def warm_start(milp, columns_shapes: list[ShapeValue], pick: tuple[ShapeValue, int] | None):
+    """(counts, node configurations) for ``milp`` from the homogeneous pick, or None."""
+    if pick is None:
+        return None
+    sv, copies = pick
+    try:
+        s = next(i for i, c in enumerate(columns_shapes) if c.shape == sv.shape)
+    except StopIteration:
+        return None
+    gpn = milp.gpn
+    g = sv.shape.blocks[0].group
+    free = [[] for _ in range(milp.nodes[g])]
+    for _ in range(copies):
+        for _, z in sv.shape.chunks(gpn):
+            i = next(i for i, used in enumerate(free) if sum(used) + z <= gpn[g])
+            free[i].append(z)
+    configs: dict = {}
+    for used in free:
+        if not used:
+            continue
+        q = next((q for q in milp.configs[g] if all(q.count(z) >= used.count(z) for z in used)), None)
+        if q is None:
+            return None
+        configs[(g, q)] = configs.get((g, q), 0) + 1
+    return {s: copies}, configs
+

@@ -1,0 +1,75 @@
+"""What the planner returns: plans on concrete nodes, solver status and baselines.
+
+Plain data: the validator, the reports and the JSON writer read these and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class PlacedStage:
+    """``tp`` GPUs of node ``node_index`` of group ``group`` holding layers
+    [first_layer, first_layer + n_layers)."""
+    group: str
+    node_index: int
+    gpu: str
+    tp: int
+    first_layer: int
+    n_layers: int
+
+    @property
+    def node_id(self) -> str:
+        return f"{self.group}/{self.node_index}"
+
+
+@dataclass(frozen=True)
+class PlacedReplica:
+    stages: tuple[PlacedStage, ...]
+    throughput_tok_s: float   # estimate_pipeline on this placement
+    usd_per_hour: float
+    bottleneck: str
+    shape: str = ""
+
+    @property
+    def gpus(self) -> int:
+        return sum(s.tp for s in self.stages)
+
+
+@dataclass(frozen=True)
+class Plan:
+    replicas: tuple[PlacedReplica, ...]
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return sum(r.throughput_tok_s for r in self.replicas)
+
+    @property
+    def usd_per_hour(self) -> float:
+        return sum(r.usd_per_hour for r in self.replicas)
+
+    @property
+    def gpus(self) -> int:
+        return sum(r.gpus for r in self.replicas)
+
+
+@dataclass
+class PlanResult:
+    """``status`` is ``optimal`` only when the solver proved it (gap <= 1e-6) over the shape
+    space (docs/metrics.md); ``objective``/``best_bound`` are in tokens/s (throughput) or
+    $/h (cost); ``gap`` = |bound - objective| / |objective|."""
+    status: str
+    objective: str
+    objective_value: float | None
+    best_bound: float | None
+    gap: float | None
+    solve_s: float
+    solver: str
+    plan: Plan
+    baselines: dict = field(default_factory=dict)  # name -> Plan or None
+    columns: int = 0
+    notes: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)

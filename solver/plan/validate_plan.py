@@ -1,0 +1,95 @@
+"""Independent check of a plan: shares no code with the MILP, the candidates or the
+heuristics -- it reads the placed plan and recomputes everything from the cost model.
+
+Checks: every replica holds each layer exactly once, in order; each stage is a power-of-two
+TP group dividing the heads, inside one real node; no GPU is used twice; memory per GPU
+fits (``stage_mem(...).total <= capacity``); the throughput and $/h each replica reports
+equal ``estimate_pipeline`` on its placement (links: same node -> inside the node, else the
+cluster's NIC rate between the two nodes' groups).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from solver.cost.pipeline import estimate_pipeline
+from solver.cost.stage import Stage, stage_mem
+from solver.inputs.cluster import Cluster
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+
+# Relative tolerance on recomputed throughput: the same deterministic arithmetic, so only
+# float noise from summation order is allowed.
+REL_TOL = 1e-9
+
+
+class PlanInvalid(AssertionError):
+    """A plan that breaks a rule; the message lists every problem found."""
+
+
+def _stage_problems(r: int, stages, model: ModelSpec, groups: dict) -> list[str]:
+    out, expect = [], 0
+    for k, s in enumerate(stages):
+        where = f"replica {r} stage {k}"
+        g = groups.get(s.group)
+        if g is None:
+            out.append(f"{where}: unknown node group {s.group!r}")
+            continue
+        if not 0 <= s.node_index < g.count:
+            out.append(f"{where}: node {s.node_id} does not exist (group has {g.count})")
+        if s.tp < 1 or s.tp & (s.tp - 1) or model.num_heads % s.tp or s.tp > g.gpus_per_node:
+            out.append(f"{where}: TP {s.tp} is not a power of two dividing {model.num_heads} heads "
+                       f"within {g.gpus_per_node} GPUs per node")
+        if s.first_layer != expect or s.n_layers < 1:
+            out.append(f"{where}: layers start at {s.first_layer} (expected {expect}), count {s.n_layers}")
+        expect = s.first_layer + s.n_layers
+    if expect != model.num_layers:
+        out.append(f"replica {r}: holds layers 0..{expect - 1}, the model has {model.num_layers}")
+    return out
+
+
+def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile],
+               runtime: str = "vllm") -> list[str]:
+    """Every problem with ``plan`` (a ``solver.plan.result.Plan``), empty when valid."""
+    groups = {g.name: g for g in cluster.node_groups}
+    prof = {g.name: next((p for p in profiles if p.matches(g.gpu)), None) for g in cluster.node_groups}
+    problems: list[str] = []
+    used: Counter = Counter()
+    for r, rep in enumerate(plan.replicas):
+        stages = list(rep.stages)
+        if not stages:
+            problems.append(f"replica {r}: no stages")
+            continue
+        bad = _stage_problems(r, stages, model, groups)
+        problems += bad
+        for s in stages:
+            used[s.node_id] += s.tp
+        if bad or any(prof[s.group] is None for s in stages):
+            continue
+        m = len(stages)
+        cost = [Stage(prof[s.group], s.tp, s.n_layers, k == 0, k == m - 1) for k, s in enumerate(stages)]
+        for k, st in enumerate(cost):
+            mem = stage_mem(st, model, workload)
+            if mem.total > mem.capacity:
+                problems.append(f"replica {r} stage {k}: needs {mem.total / 2**30:.2f} GiB per GPU, "
+                                f"{stages[k].gpu} has {mem.capacity / 2**30:.2f}")
+        links = [None if a.node_id == b.node_id else cluster.link_gbps(groups[a.group], groups[b.group])
+                 for a, b in zip(stages, stages[1:])]
+        tok_s = estimate_pipeline(model, workload, cost, links, runtime).throughput_tok_s
+        if abs(tok_s - rep.throughput_tok_s) > REL_TOL * max(tok_s, 1.0):
+            problems.append(f"replica {r}: reports {rep.throughput_tok_s:.6g} tokens/s, recomputed {tok_s:.6g}")
+        usd = sum(s.tp * (groups[s.group].usd_per_gpu_hour or 0.0) for s in stages)
+        if abs(usd - rep.usd_per_hour) > 1e-9 * max(usd, 1.0):
+            problems.append(f"replica {r}: reports {rep.usd_per_hour:.6g} $/h, recomputed {usd:.6g}")
+    for node, n in sorted(used.items()):
+        g = groups.get(node.rsplit("/", 1)[0])
+        if g is not None and n > g.gpus_per_node:
+            problems.append(f"node {node}: {n} GPUs assigned, it has {g.gpus_per_node}")
+    return problems
+
+
+def validate(plan, model, workload, cluster, profiles, runtime: str = "vllm") -> None:
+    problems = check_plan(plan, model, workload, cluster, profiles, runtime)
+    if problems:
+        raise PlanInvalid("; ".join(problems))

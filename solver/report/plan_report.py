@@ -1,0 +1,103 @@
+"""``solver plan`` output: a table per replica and stage for people, a dict for JSON.
+
+Per stage: node, GPUs, layers, memory used / free per GPU (``stage_mem``), the time of one
+decode step and one prefill micro-batch, and the stage's busy share of a decode round
+(m x step / round, ``estimate_pipeline``'s definitions). Per replica: throughput and the
+bottleneck (a stage, a link, the engine, or the chain).
+"""
+
+from __future__ import annotations
+
+from solver.cost.pipeline import estimate_pipeline
+from solver.cost.stage import Stage, stage_mem
+from solver.report.table import render
+from solver.report.vllm_export import vllm_launch
+from solver.units import GIB
+
+
+def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[list[dict], object]:
+    groups = {g.name: g for g in cluster.node_groups}
+    prof = {g.name: next(p for p in profiles if p.matches(g.gpu)) for g in cluster.node_groups}
+    m = len(rep.stages)
+    stages = [Stage(prof[s.group], s.tp, s.n_layers, k == 0, k == m - 1) for k, s in enumerate(rep.stages)]
+    links = [None if a.node_id == b.node_id else cluster.link_gbps(groups[a.group], groups[b.group])
+             for a, b in zip(rep.stages, rep.stages[1:])]
+    est = estimate_pipeline(model, workload, stages, links, runtime)
+    rows = []
+    for k, (s, st) in enumerate(zip(rep.stages, stages)):
+        mem = stage_mem(st, model, workload)
+        t = est.stage_times[k] if k < len(est.stage_times) else None
+        dec = t.decode_step_s if t else float("nan")
+        share = est.num_micro_batches * dec / est.decode_round_s if est.decode_round_s else 0.0
+        rows.append({"stage": k, "node": s.node_id, "gpu": s.gpu, "tp": s.tp,
+                     "layers": [s.first_layer, s.first_layer + s.n_layers - 1], "n_layers": s.n_layers,
+                     "memory_used_gib": mem.total / GIB, "memory_free_gib": mem.free / GIB,
+                     "prefill_ms": (t.prefill_s * 1e3) if t else None, "decode_step_ms": dec * 1e3,
+                     "decode_busy_share": share,
+                     "link_out_gbps": (links[k] if k < len(links) else None) if k < m - 1 else None})
+    return rows, est
+
+
+def plan_payload(result, model, workload, cluster, profiles, runtime: str, model_ref: str) -> dict:
+    replicas = []
+    for rep in result.plan.replicas:
+        rows, est = _replica_rows(rep, model, workload, cluster, profiles, runtime)
+        replicas.append({"shape": rep.shape, "throughput_tok_s": rep.throughput_tok_s,
+                         "usd_per_hour": rep.usd_per_hour, "bottleneck": rep.bottleneck,
+                         "micro_batch": est.micro_batch, "decode_round_ms": est.decode_round_s * 1e3,
+                         "stages": rows, "vllm": vllm_launch(rep, model_ref, model.num_layers)})
+    total = result.plan.throughput_tok_s
+    baselines = {}
+    for name, b in result.baselines.items():
+        if b is None:
+            baselines[name] = None
+            continue
+        baselines[name] = {"throughput_tok_s": b.throughput_tok_s, "usd_per_hour": b.usd_per_hour,
+                           "replicas": len(b.replicas), "gpus": b.gpus,
+                           "plan_over_baseline": total / b.throughput_tok_s if b.throughput_tok_s else None}
+    return {"status": result.status, "objective": result.objective, "objective_value": result.objective_value,
+            "best_bound": result.best_bound, "gap": result.gap, "solve_s": result.solve_s,
+            "solver": result.solver, "columns": result.columns,
+            "throughput_tok_s": total, "usd_per_hour": result.plan.usd_per_hour, "gpus_used": result.plan.gpus,
+            "gpus_in_pool": cluster.num_gpus, "replicas": replicas, "baselines": baselines,
+            "notes": list(result.notes)}
+
+
+def _fmt_gap(gap) -> str:
+    return "n/a" if gap is None else f"{gap * 100:.3g}%"
+
+
+def plan_human(payload: dict, title: str) -> str:
+    p = payload
+    unit = "tokens/s" if p["objective"] == "throughput" else "$/h"
+    head = (f"{title}\nstatus {p['status']} ({p['solver']}, {p['solve_s']:.2f} s, {p['columns']} shapes): "
+            f"objective {p['objective_value']:,.2f} {unit}, best bound {p['best_bound']:,.2f}, "
+            f"gap {_fmt_gap(p['gap'])}\n"
+            f"throughput {p['throughput_tok_s']:,.1f} tokens/s (prompt+output), {p['usd_per_hour']:,.2f} $/h, "
+            f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas")
+    headers = ["replica", "stage", "node", "gpu", "tp", "layers", "mem_used_gib", "mem_free_gib",
+               "prefill_ms", "decode_ms", "decode_busy"]
+    rows = []
+    for r, rep in enumerate(p["replicas"]):
+        for s in rep["stages"]:
+            rows.append([str(r), s["stage"], s["node"], s["gpu"], s["tp"], f"{s['layers'][0]}-{s['layers'][1]}",
+                         s["memory_used_gib"], s["memory_free_gib"], s["prefill_ms"], s["decode_step_ms"],
+                         f"{s['decode_busy_share'] * 100:.0f}%"])
+    out = [head, "", render(headers, rows, "stages (memory per GPU; times per micro-batch)"), ""]
+    rep_rows = [[str(r), rep["shape"], rep["throughput_tok_s"], rep["usd_per_hour"], rep["bottleneck"]]
+                for r, rep in enumerate(p["replicas"])]
+    out.append(render(["replica", "shape", "tokens_per_s", "usd_per_h", "bottleneck"], rep_rows, "replicas"))
+    base_rows = [[name, b["throughput_tok_s"], b["usd_per_hour"], b["replicas"], f"{b['plan_over_baseline']:.3f}x"]
+                 for name, b in p["baselines"].items() if b]
+    base_rows += [[name, "none", "", "", ""] for name, b in p["baselines"].items() if not b]
+    out += ["", render(["baseline", "tokens_per_s", "usd_per_h", "replicas", "plan/baseline"], base_rows,
+                       "baselines computed by the tool")]
+    out += ["", "vLLM launch per replica:"]
+    for r, rep in enumerate(p["replicas"]):
+        v = rep["vllm"]
+        line = f"  [{r}] {v['command']}" if v["ok"] else f"  [{r}] {v['reason']}"
+        if v["ok"] and v["reason"]:
+            line += f"\n      ({v['reason']})"
+        out.append(line)
+    out += [f"note: {n}" for n in p["notes"]]
+    return "\n".join(out)
