@@ -226,9 +226,11 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
                      memory_runtime: str | None = None, compute_runtime: str | None = None,
                      holdout: str = DEFAULT_HOLDOUT, min_layers: int = 1, compute_min_layers: int = 1,
                      mlp: str = "gated", attn_term: bool = False, elementwise: bool = True,
-                     raw_paths: list[str] | None = None) -> dict:
+                     raw_paths: list[str] | None = None, rates: tuple[float, float] | None = None) -> dict:
     """Fit and merge ``memory`` + ``compute`` into ``out_path`` (created from datasheet
-    defaults when missing and ``gpu`` is given). Returns the profile dict written."""
+    defaults when missing and ``gpu`` is given). Returns the profile dict written. ``rates``
+    (peak TFLOP/s, HBM GB/s) replaces the datasheet pair: only for the CPU dry run, whose
+    efficiencies are relative to the CPU it ran on (and whose decode fit is skipped)."""
     mem_rt = _pick_runtime(rows, memory_runtime, "--memory-runtime")
     comp_rt = _pick_runtime(rows, compute_runtime or mem_rt, "--compute-runtime")
     base = read_profile_dict(out_path)
@@ -242,9 +244,14 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
         hbm = g["hbm_gbps"]["value"]
     except (KeyError, TypeError):
         raise InputError(out_path, "gpu", "needs peak_tflops.<dtype> and hbm_gbps to fit efficiency") from None
+    if rates:
+        peak, hbm = rates
     mem, _ = memory_section(rows, metas, mem_rt, holdout, min_layers, mlp, attn_term)
     comp, _ = compute_section(rows, metas, comp_rt, holdout, compute_min_layers, peak, hbm, elementwise)
-    comp.update(decode_section(rows, metas, comp_rt, holdout, hbm))
+    if not rates:
+        comp.update(decode_section(rows, metas, comp_rt, holdout, hbm))
+    else:
+        comp["prefill_efficiency"]["note"] += f" DRY RUN: relative to {peak:.3g} TFLOP/s (10x the best CPU rate)."
     prov = _provenance(metas, {mem_rt, comp_rt})
     prov["raw"] = list(raw_paths or [])  # calibrate report re-reads these for predicted-vs-measured
     out = merge_sections(base, {"memory": mem, "compute": comp, "provenance": prov}, ("memory", "compute"))

@@ -3,6 +3,7 @@ measurement (busbw against size) when raw points are at hand."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from calibrate.raw_io import groups, read_raw
@@ -67,7 +68,7 @@ def plot(prof, raw_paths: list[str], png: str) -> bool:
     fig, axes = plt.subplots(len(fits), 1, figsize=(7, 3 * len(fits)), squeeze=False)
     for ax, c in zip(axes[:, 0], fits):
         lo, hi = c.range_bytes or (1024, 2**30)
-        sizes = [lo * 2 ** (i / 4) for i in range(int(4 * __import__("math").log2(hi / lo)) + 1)]
+        sizes = [lo * 2 ** (i / 4) for i in range(int(4 * math.log2(hi / lo)) + 1)]
         ax.plot(sizes, [busbw_gbps(c.collective, c.ranks, s, collective_time_us(c, s)) for s in sizes],
                 label="profile (table+line)" if c.table_size_bytes else "profile (line)")
         pts = measured.get((c.collective, c.ranks, c.scope), [])

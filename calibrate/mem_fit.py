@@ -277,6 +277,8 @@ def fit_prefill(rows: list[dict], holdout: list[dict], peak_flops: float, hbm_by
         cols["passes"] = np.array([r["batch"] * r["seq"] * r["hidden"] * r["dtype_bytes"] * r["layers"]
                                    for r in fit], float) / hbm_bytes_per_s / t_s
     sol = _nonneg_lstsq(cols, np.ones_like(t_s), keep="u")
+    if sol["u"] <= 0:  # times not explained by FLOPs at all (noise, host overhead): constant eff
+        sol = {**{k: 0.0 for k in cols}, **_nonneg_lstsq({"u": cols["u"]}, np.ones_like(t_s), keep="u")}
     if sol["u"] < 1.0:
         raise InputError("raw", "time_ms", f"fitted efficiency {1 / sol['u']:.3f} > 1: check peak_tflops and flops")
     eff_max, x_half, passes = 1.0 / sol["u"], sol["w"] / sol["u"], sol.get("passes", 0.0)
@@ -305,6 +307,8 @@ def fit_decode(rows: list[dict], holdout: list[dict], hbm_bytes_per_s: float) ->
     cols = {"u": np.array([r["layers"] * decode_read_bytes(r) for r in fit]) / hbm_bytes_per_s / t_s,
             "w": np.array([r["layers"] for r in fit], float) / hbm_bytes_per_s / t_s}
     sol = _nonneg_lstsq(cols, np.ones_like(t_s), keep="u")
+    if sol["u"] <= 0:
+        sol = {"w": 0.0, **_nonneg_lstsq({"u": cols["u"]}, np.ones_like(t_s), keep="u")}
     if sol["u"] < 1.0:
         raise InputError("raw", "time_ms", f"fitted HBM efficiency {1 / sol['u']:.3f} > 1: check hbm_gbps")
     eff_max, x_half = 1.0 / sol["u"], sol["w"] / sol["u"]

@@ -28,8 +28,8 @@ SHAPES = {
     # a*d = 4096 != h = 3072 (Gemma-7B-like): separates c_q_t from c_h_t
     "wide-heads-3072": Shape("wide-heads-3072", 3072, 24576, 16, 16, 256),
     # CPU dry-run sizes: same structure, tiny numbers
-    "tiny-a": Shape("tiny-a", 256, 704, 4, 2, 64, vocab=512),
-    "tiny-b": Shape("tiny-b", 192, 768, 2, 2, 128, vocab=512),
+    "tiny-a": Shape("tiny-a", 128, 352, 4, 2, 32, vocab=512),
+    "tiny-b": Shape("tiny-b", 96, 384, 2, 2, 64, vocab=512),
 }
 TOKENS = [(1, 2048), (8, 512), (8, 2048), (32, 1024), (4, 4096)]
 GRIDS = {
@@ -37,7 +37,7 @@ GRIDS = {
                 "layers": [1, 4], "tokens": TOKENS},
     "quick": {"shapes": ["llama3-8b"], "tp": [1, 8], "layers": [1, 4], "tokens": TOKENS[:3]},
     "tiny": {"shapes": ["tiny-a", "tiny-b"], "tp": [1, 2], "layers": [1, 2],
-             "tokens": [(1, 64), (2, 32), (4, 64), (8, 512)]},
+             "tokens": [(1, 32), (2, 16), (2, 64)]},
 }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the `published` parts of the shipped profiles from public data, reproducibly.
 # Each section is owned by one command; sections not rebuilt here are left untouched.
-# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives]
+# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives|serving|memory]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAL="${CALIBRATE:-calibrate}"
@@ -51,4 +51,20 @@ if [[ "$what" == all || "$what" == serving ]]; then
       --fit-rows "source=our_experiment,nodes=1" --held-out "source=our_experiment" \
       --gpu-memory-utilization 0.85 --runtime "vllm 0.10.0" \
       --ref "Tandemn-Labs/LLM_placement_solver llm_advisor/data (vLLM 0.10.0 offline LLM.generate, DeepSeek-R1-Distill-Llama-70B fp16 on AWS g6e L40S), as collected in ../shared/data/vllm"
+fi
+
+# ---------------------------------------------------------------- memory + compute (H100, measured)
+# Real H100 80GB measurements (../shared/data/h100/README.md; torch 2.11.0+cu130, the probes in
+# probes/). Imported into the raw format scripts/profile_memory.py writes, then fitted; only the
+# `memory` and `compute` sections of profiles/h100.json change. Memory: the HF transformers rows
+# (stages of >= 2 layers); compute: the native layer (CUDA-event timings). Held out of both fits:
+# every tp=2 row and the (b=8, s=2048) / (b=1, s=8192) shapes; errors in fit_error.
+# No GPU was used to produce this: runtime_overhead_gib / fragmentation_frac / decode_efficiency
+# keep their defaults (the shared data has no mem_get_info, reserved or usable decode columns).
+if [[ "$what" == all || "$what" == memory ]]; then
+  H100_DATA="${H100_DATA:-../shared/data/h100}"
+  "$CAL" import-h100-shared "$H100_DATA" --out-dir profiles/raw --prefix h100
+  "$CAL" fit-memory profiles/raw/h100_transformers.csv profiles/raw/h100_native.csv --out profiles/h100.json \
+      --memory-runtime transformers-5.17-sdpa --compute-runtime native-sdpa --min-layers 2 \
+      --holdout "tp=2;batch=8,seq=2048;batch=1,seq=8192"
 fi

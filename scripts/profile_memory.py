@@ -41,12 +41,13 @@ def parse_args(argv):
     p.add_argument("--raw", default=None, help="raw CSV path (default profiles/raw/<gpu>_<runtime>.csv)")
     p.add_argument("--runtime", choices=sorted(BUILDERS), default="native", help="stage implementation (default native)")
     p.add_argument("--grid", choices=sorted(GRIDS), default=None, help="default|quick on GPU; tiny (default) in --dry-run")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16", help="weights and activations (default bf16)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="weights and activations (default bf16; fp32 in --dry-run: CPU bf16 matmuls are slow)")
     p.add_argument("--gpu", default=None, help="profile GPU name for a new profile (default: the CUDA device name)")
     p.add_argument("--holdout", default=DEFAULT_HOLDOUT, help=f"rows kept out of the fit (default {DEFAULT_HOLDOUT!r})")
     p.add_argument("--min-layers", type=int, default=2,
                    help="fit memory on stages of >= N layers (default 2: a stage's peak minus KV is flat in L from 2)")
-    p.add_argument("--iters", type=int, default=5, help="timed repetitions per point (default 5)")
+    p.add_argument("--iters", type=int, default=None, help="timed repetitions per point (default 5; 1 in --dry-run)")
     p.add_argument("--no-snapshot", action="store_true", help="skip _record_memory_history (faster)")
     p.add_argument("--dry-run", action="store_true", help="CPU, synthetic rows: checks shapes, files and the fit")
     return p.parse_args(argv)
@@ -63,6 +64,13 @@ def _init_dist(cuda: bool):
     dist.all_reduce(torch.ones(1, device="cuda"))
     torch.cuda.synchronize()
     return dist.get_rank()
+
+
+def _dry_rates(rows: list[dict]) -> tuple[float, float]:
+    """Dry run only: CPU times say nothing about a GPU, so efficiencies are taken against
+    10x the best FLOP rate seen in the rows (landing in (0, 1]); HBM is unused (no decode fit)."""
+    best = max(r["flops"] / (r["time_ms"] * 1e-3) for r in rows if r["phase"] == "prefill")
+    return 10 * best / 1e12, 1.0
 
 
 def run_grid(args, device: str, dtype, dtype_name: str, p: int):
@@ -110,6 +118,8 @@ def main(argv=None) -> int:
         print("profile_memory: error: no CUDA device; use --dry-run for the CPU plumbing check", file=sys.stderr)
         return 2
     args.grid = args.grid or ("tiny" if args.dry_run else "default")
+    args.dtype = args.dtype or ("fp32" if args.dry_run else "bf16")
+    args.iters = args.iters or (1 if args.dry_run else 5)
     try:
         existing = read_profile_dict(args.out)
         act = (existing or {}).get("memory", {}).get("activation_peak", {})
@@ -127,14 +137,14 @@ def main(argv=None) -> int:
         runtime = rows[0]["runtime"]
         raw = args.raw or f"profiles/raw/{gpu.lower().replace(' ', '_')}_{runtime}.csv"
         mem_fit.write_raw(raw, rows)
-        meta = {"created": _dt.date.today().isoformat(), "command": " ".join(map(shlex.quote, sys.argv)),
+        meta = {"created": _dt.date.today().isoformat(), "command": "scripts/profile_memory.py " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                 "device": rows[0]["device"], "torch": torch.__version__, "cuda": torch.version.cuda,
                 "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
                 "runtime": runtime, "source": rows[0]["source"], "grid": args.grid, "dtype": args.dtype,
                 "data": f"{raw} (scripts/profile_memory.py)", "snapshot_at_largest_peak": snap}
         atomic_write_text(raw + ".meta.json", json.dumps(meta, indent=2) + "\n")
-        out = fit_into_profile(rows, [meta], args.out, gpu=gpu, holdout=args.holdout,
-                               min_layers=args.min_layers, raw_paths=[raw])
+        out = fit_into_profile(rows, [meta], args.out, gpu=gpu, holdout=args.holdout, min_layers=args.min_layers,
+                               raw_paths=[raw], rates=None if cuda else _dry_rates(rows))
     except InputError as e:
         print(f"profile_memory: error: {e.line()}", file=sys.stderr)
         return 2

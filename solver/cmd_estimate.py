@@ -7,7 +7,7 @@ from solver.cli_common import (add_model_args, add_output_args, add_workload_arg
 from solver.cost.pipeline import estimate_pipeline, even_split
 from solver.cost.serving import serving_config
 from solver.cost.stage import Stage, stage_mem, stage_time
-from solver.errors import InputError
+from solver.errors import InfeasibleError, InputError
 from solver.inputs.model import ModelSpec, load_model
 from solver.inputs.profile import load_profile
 from solver.report.table import render
@@ -123,6 +123,10 @@ def _pipeline(args, model, profile, workload):
     cfg = serving_config(profile, args.gpu_memory_utilization, args.max_num_seqs)
     est = estimate_pipeline(model, workload, stages, links, args.runtime, serving=cfg)
     conc = est.concurrency
+    if not est.feasible:
+        raise InfeasibleError(f"one sequence of {workload.context_len} tokens does not fit the KV cache "
+                              f"({conc.kv_capacity_tokens} tokens at gpu_memory_utilization "
+                              f"{cfg.gpu_memory_utilization:g}): use more GPUs per stage or more stages")
     mems = [stage_mem(s, model, workload, max(1, conc.seqs)) for s in stages]
     stage_dicts = []
     for i, (s, mem, t) in enumerate(zip(stages, mems, est.stage_times)):

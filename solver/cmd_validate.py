@@ -14,10 +14,11 @@ from solver.cli_common import collect_warnings
 from solver.cost.pipeline import PipelineEstimate, estimate_pipeline, even_split
 from solver.cost.serving import serving_config
 from solver.cost.stage import Stage
+from solver.cost.warn import note
 from solver.errors import InputError
 from solver.inputs.model import load_model
 from solver.inputs.profile import Profile, load_profiles, profile_for
-from solver.inputs.validation_csv import MeasuredRow, matches, read_measurements
+from solver.inputs.validation_csv import MeasuredRow, matches, read_measurements, where_row
 from solver.inputs.workload import Workload
 from solver.report.validate_report import RowResult, emit_report
 
@@ -89,17 +90,33 @@ def assumed_inputs(row: MeasuredRow, args) -> list[str]:
     return out
 
 
-def predict_row(row: MeasuredRow, profiles: list[Profile], args) -> PipelineEstimate:
-    """The throughput prediction for one row. ``args`` needs assume_batch, assume_nic_gbps,
-    gpu_memory_utilization and max_num_seqs (None: row / profile / default)."""
+# CLI-style field names the input checks use -> the CSV column they come from
+_COLUMN_OF = {"--batch": "num_requests", "--prompt-len": "input_len", "--output-len": "output_len",
+              "--dtype": "dtype", "--model": "model"}
+
+
+def _resolve(row: MeasuredRow, profiles: list[Profile], args):
+    """Profile, model, stages, links and workload of a row; errors name its CSV cell."""
+    column = "gpu"
     try:
         profile = profile_for(row.gpu, profiles)
+        column = "model"
         model, stages, links = deployment(row, profile, args.assume_nic_gbps)
         workload = Workload(batch=row.num_requests or args.assume_batch, prompt_len=row.input_len,
                             output_len=row.output_len, dtype=row.dtype)
     except InputError as e:
-        raise InputError(getattr(args, "csv", ""), f"row {row.row} (line {row.row + 1}), column "
-                         f"{e.field.lstrip('-') or 'model'}", e.reason) from None
+        column = _COLUMN_OF.get(e.where, _COLUMN_OF.get(e.field, e.field if e.field in ("tp", "pp") else column))
+        raise InputError(getattr(args, "csv", ""), f"{where_row(row.row, row.line)}, column {column}",
+                         e.reason) from None
+    return profile, model, stages, links, workload
+
+
+def predict_row(row: MeasuredRow, profiles: list[Profile], args) -> PipelineEstimate:
+    """The throughput prediction for one row. ``args`` needs assume_batch, assume_nic_gbps,
+    gpu_memory_utilization and max_num_seqs (None: row, then profile, then vLLM default)."""
+    profile, model, stages, links, workload = _resolve(row, profiles, args)
+    if row.interconnect != profile.interconnect:
+        note(f"{profile.path}: profiled on {profile.interconnect}, row {row.row} ran on {row.interconnect}")
     util = args.gpu_memory_utilization or row.gpu_memory_utilization
     cfg = serving_config(profile, util, args.max_num_seqs or row.max_num_seqs)
     return estimate_pipeline(model, workload, stages, links, "vllm", serving=cfg)
@@ -124,6 +141,10 @@ def role(row: MeasuredRow, csv_path: str, fit: tuple[str, str] | None, assumed: 
 def run(args) -> int:
     if args.assume_batch < 1:
         raise InputError("", "--assume-batch", f"must be >= 1, got {args.assume_batch}")
+    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
+        raise InputError("", "--gpu-memory-utilization", f"must be in (0, 1], got {args.gpu_memory_utilization}")
+    if args.max_num_seqs is not None and args.max_num_seqs < 1:
+        raise InputError("", "--max-num-seqs", f"must be >= 1, got {args.max_num_seqs}")
     rows = read_measurements(args.csv)
     profiles = load_profiles(args.profile)
     fit = fit_record(profiles)

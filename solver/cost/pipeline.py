@@ -125,8 +125,8 @@ def estimate_pipeline(model: ModelSpec, workload: Workload, stages: list[Stage],
     tokens = workload.batch * (workload.prompt_len + workload.output_len)
     if conc.seqs == 0:
         # one sequence's context does not fit the KV cache: the engine refuses the request
-        nan = tuple(float("inf") for _ in links_gbps)
-        return PipelineEstimate(0, 0, (), nan, nan, math.inf, math.inf, math.inf, math.inf, tokens,
+        never = tuple(math.inf for _ in links_gbps)
+        return PipelineEstimate(0, 0, (), never, never, math.inf, math.inf, math.inf, math.inf, tokens,
                                 "kv_cache", conc, 0, cfg)
     waves = {n: _wave(model, workload, stages, links_gbps, runtime, cfg, n) for n in set(conc.waves)}
     first = waves[conc.waves[0]]

@@ -8,8 +8,8 @@ as 400 Gb/s is 50). Blank ``num_requests`` (the offline batch) and blank ``nic_g
 allowed: the caller supplies an assumed value and the row says so. ``gpus_used_per_node`` is
 tp x pp / nodes (an average when stages do not divide evenly over the nodes).
 
-Every problem is one :class:`InputError` line: file, row (1 = first data row, with its
-line in the file), column, reason.
+Every problem is one :class:`InputError` line: file, row (1 = first data row) with its
+line in the file, column, reason.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ INTERCONNECTS = ("pcie", "nvlink")
 @dataclass(frozen=True)
 class MeasuredRow:
     row: int                 # 1-based data row
+    line: int                # its line in the file
     model: str
     gpu: str
     nodes: int
@@ -51,11 +52,11 @@ class MeasuredRow:
 class _Row:
     """Typed access to one CSV row; errors name file, row and column."""
 
-    def __init__(self, path: str, index: int, data: dict):
-        self.path, self.index, self.data = path, index, data
+    def __init__(self, path: str, index: int, line: int, data: dict):
+        self.path, self.index, self.line, self.data = path, index, line, data
 
     def error(self, column: str, reason: str) -> InputError:
-        return InputError(self.path, f"row {self.index} (line {self.index + 1}), column {column}", reason)
+        return InputError(self.path, f"{where_row(self.index, self.line)}, column {column}", reason)
 
     def text(self, column: str, required: bool = True) -> str:
         v = (self.data.get(column) or "").strip()
@@ -80,10 +81,14 @@ class _Row:
         return x
 
 
-def _parse_row(path: str, index: int, data: dict) -> MeasuredRow:
-    r = _Row(path, index, data)
+def where_row(index: int, line: int) -> str:
+    return f"row {index} (line {line})"
+
+
+def _parse_row(path: str, index: int, line: int, data: dict) -> MeasuredRow:
+    r = _Row(path, index, line, data)
     m = MeasuredRow(
-        row=index, model=r.text("model"), gpu=r.text("gpu"),
+        row=index, line=line, model=r.text("model"), gpu=r.text("gpu"),
         nodes=r.number("nodes", int, 1), gpus_used_per_node=r.number("gpus_used_per_node", int, 1),
         interconnect=r.text("interconnect").lower(), nic_gbps=r.number("nic_gbps", float, 1e-9, blank_ok=True),
         tp=r.number("tp", int, 1), pp=r.number("pp", int, 1),
@@ -124,13 +129,13 @@ def read_measurements(path: str | Path) -> list[MeasuredRow]:
         raise InputError(p, "header", f"missing column(s): {', '.join(missing)}")
     reader.fieldnames = header
     rows = []
-    for i, data in enumerate(reader, start=1):
+    for data in reader:  # DictReader skips empty lines; line_num is the file line just read
+        if not any((v or "").strip() for v in data.values() if isinstance(v, str)):
+            continue  # a line of empty cells
+        where = where_row(len(rows) + 1, reader.line_num)
         if None in data:
-            raise InputError(p, f"row {i} (line {i + 1})", f"{len(header) + len(data[None])} cells, "
-                                                          f"header has {len(header)}")
-        if not any((v or "").strip() for v in data.values()):
-            continue  # a blank line
-        rows.append(_parse_row(p, i, data))
+            raise InputError(p, where, f"{len(header) + len(data[None])} cells, header has {len(header)}")
+        rows.append(_parse_row(p, len(rows) + 1, reader.line_num, data))
     if not rows:
         raise InputError(p, "", "no data rows")
     return rows

@@ -31,6 +31,9 @@ from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.plan.candidates import CostTable, tp_degrees
 
+# Largest grid of segment totals searched exactly (about 0.1 s of numpy).
+MAX_GRID_POINTS = 2_000_000
+
 
 @dataclass(frozen=True)
 class Block:
@@ -91,6 +94,7 @@ class ShapeValue:
     throughput_tok_s: float  # estimate_pipeline on this split: the reported number
     standin_tok_s: float     # the stand-in formula above, for the same split
     bottleneck: str
+    exact_split: bool = True  # False: grid too large, split found by hill-climbing only
 
 
 def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool]]:
@@ -129,6 +133,8 @@ def best_split(table: CostTable, shape: Shape) -> tuple[tuple[int, ...], float] 
     lp = [x[0] for x in links] or [0.0]
     ld = [x[1] for x in links] or [0.0]
     ranges = [np.arange(c, min(L, c * table.kinds[k].cap_layers) + 1) for k, c in zip(keys, counts)]
+    if int(np.prod([len(r) for r in ranges[:-1]])) > MAX_GRID_POINTS:
+        return _proportional(table, stages, keys, counts), float("inf")
     if len(keys) > 1:
         grids = [gr.ravel() for gr in np.meshgrid(*ranges[:-1], indexing="ij")]
     else:
@@ -149,6 +155,24 @@ def best_split(table: CostTable, shape: Shape) -> tuple[tuple[int, ...], float] 
         return None
     seg_total = {k: int(n[i]) for k, n in zip(keys, totals)}
     return _spread_layers(stages, keys, counts, seg_total), float(elapsed[i])
+
+
+def _proportional(table: CostTable, stages, keys, counts) -> tuple[int, ...] | None:
+    """Fallback start when the grid is too large: layers in proportion to memory caps
+    (``polish`` then climbs from here; such splits are not proven best)."""
+    caps = [table.kinds[k].cap_layers * c for k, c in zip(keys, counts)]
+    L = table.num_layers
+    if sum(caps) < L:
+        return None
+    totals = [max(c, int(L * cap / sum(caps))) for c, cap in zip(counts, caps)]
+    i = 0
+    while sum(totals) != L:
+        j = i % len(keys)
+        step = 1 if sum(totals) < L else -1
+        if counts[j] <= totals[j] + step <= caps[j]:
+            totals[j] += step
+        i += 1
+    return _spread_layers(stages, keys, counts, dict(zip(keys, totals)))
 
 
 def _spread_layers(stages, keys, counts, seg_total) -> tuple[int, ...]:
@@ -208,35 +232,29 @@ def evaluate(table: CostTable, shape: Shape, polish_split: bool = True) -> Shape
     if found is None:
         return None
     layers, elapsed_s = found
+    if layers is None:
+        return None
     est = _estimate(table, shape, layers)
     if polish_split:
         layers, est = polish(table, shape, layers, est)
     if est.throughput_tok_s <= 0:
         return None
     tokens = table.workload.batch * (table.workload.prompt_len + table.workload.output_len)
-    return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck)
+    return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck,
+                      exact_split=elapsed_s != float("inf"))
 
 
 # ---------------------------------------------------------------- enumeration
 
 def _cap_sum(table: CostTable, blocks: list[tuple[int, int, int]]) -> int:
-    """Most layers a block list can hold: first + mids + last caps (0 if a kind is missing)."""
-    shape = Shape(tuple(Block(g, t, c) for g, t, c in blocks))
+    """Most layers a block list can hold: the sum of its stages' caps (0 if a kind is missing)."""
     total = 0
-    for g, t, pos in shape.stages():
+    for g, t, pos in Shape(tuple(Block(g, t, c) for g, t, c in blocks)).stages():
         k = table.kind(g, t, pos)
         if k is None:
             return 0
         total += k.cap_layers
     return total
-
-
-def _min_stages(table: CostTable, head: list, g: int, t: int, limit: int) -> int | None:
-    """Fewest stages of (g, t) appended to ``head`` blocks so the model fits, <= limit."""
-    for c in range(1, limit + 1):
-        if _cap_sum(table, head + [(g, t, c)]) >= table.num_layers:
-            return c
-    return None
 
 
 def _variants(blocks: list[tuple[int, int, int]], table: CostTable) -> list[Shape]:
@@ -248,38 +266,49 @@ def _variants(blocks: list[tuple[int, int, int]], table: CostTable) -> list[Shap
     return [packed, Shape(tuple(Block(g, t, c, spread=True) for g, t, c in blocks))]
 
 
-def enumerate_shapes(table: CostTable, extra_stages: int = 2, mix_types: bool = True) -> list[Shape]:
-    """Shapes of one GPU type (the fewest stages that fit, up to ``extra_stages`` more) and
-    of two types (every stage count of the first block below what that type needs alone,
-    the fewest stages of the second that complete it, plus one). TP degrees within a mixed
-    replica differ by at most a factor of two."""
-    L, groups = table.num_layers, table.groups
+def _count_vectors(table: CostTable, kinds: tuple, gpus: list[int], extra: int):
+    """Stage counts per block that hold the model and fit the pool's GPUs: every vector whose
+    depth is at most ``extra`` above the shallowest feasible one."""
+    L = table.num_layers
+    limits = []
+    for g, t in kinds:
+        same = [i for i, (gg, _) in enumerate(kinds) if gg == g]
+        limits.append(min(L, gpus[g] // t // len(same)))
+    if min(limits, default=0) < 1:
+        return []
+    feasible = []
+    for counts in itertools.product(*(range(1, n + 1) for n in limits)):
+        if sum(counts) > L:
+            continue
+        per_group: dict[int, int] = {}
+        for (g, t), c in zip(kinds, counts):
+            per_group[g] = per_group.get(g, 0) + c * t
+        if any(v > gpus[g] for g, v in per_group.items()):
+            continue
+        if _cap_sum(table, [(g, t, c) for (g, t), c in zip(kinds, counts)]) >= L:
+            feasible.append(counts)
+    if not feasible:
+        return []
+    shallowest = min(sum(c) for c in feasible)
+    return [c for c in feasible if sum(c) <= shallowest + extra]
+
+
+def enumerate_shapes(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[Shape]:
+    """Every sequence of up to ``max_blocks`` blocks (consecutive blocks differ in group or
+    TP; default 4 blocks for pools of <= 16 GPUs, else 2) with stage counts from
+    ``_count_vectors`` -- one-block shapes up to ``extra_stages`` deeper than the
+    shallowest, multi-block ones up to one deeper -- in packed and spread placements."""
+    groups = table.groups
     gpus = [g.nodes * g.gpus_per_node for g in groups]
+    if max_blocks is None:
+        max_blocks = 4 if sum(gpus) <= 16 else 2
+    kinds = [(g.index, t) for g in groups for t in tp_degrees(table.model, g.gpus_per_node)
+             if any(table.kind(g.index, t, p) for p in ("only", "first", "mid", "last"))]
     out: list[Shape] = []
-    alone: dict[tuple[int, int], int | None] = {}
-    for g in groups:
-        for t in tp_degrees(table.model, g.gpus_per_node):
-            limit = min(L, gpus[g.index] // t)
-            c0 = _min_stages(table, [], g.index, t, limit)
-            alone[(g.index, t)] = c0
-            if c0 is None:
+    for k in range(1, max_blocks + 1):
+        for seq in itertools.product(kinds, repeat=k):
+            if any(a == b for a, b in zip(seq, seq[1:])):
                 continue
-            for c in range(c0, min(c0 + extra_stages, limit) + 1):
-                out.extend(_variants([(g.index, t, c)], table))
-    if not mix_types:
-        return out
-    for ga, gb in itertools.permutations(groups, 2):
-        for ta, tb in itertools.product(tp_degrees(table.model, ga.gpus_per_node),
-                                        tp_degrees(table.model, gb.gpus_per_node)):
-            if max(ta, tb) > 2 * min(ta, tb):
-                continue
-            a_limit = min(gpus[ga.index] // ta, (alone[(ga.index, ta)] or L + 1) - 1, L - 1)
-            for ca in range(1, a_limit + 1):
-                head = [(ga.index, ta, ca)]
-                b_limit = min(gpus[gb.index] // tb, L - ca)
-                cb0 = _min_stages(table, head, gb.index, tb, b_limit)
-                if cb0 is None:
-                    continue
-                for cb in range(cb0, min(cb0 + 1, b_limit) + 1):
-                    out.extend(_variants(head + [(gb.index, tb, cb)], table))
+            for counts in _count_vectors(table, seq, gpus, extra_stages if k == 1 else 1):
+                out.extend(_variants([(g, t, c) for (g, t), c in zip(seq, counts)], table))
     return out

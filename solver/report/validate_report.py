@@ -70,7 +70,7 @@ def _table(results: list[RowResult], path: str) -> str:
         d = res.as_dict()
         reqs = d["num_requests"] if d["num_requests"] is not None else "?"
         rows.append([d["row"], d["gpu"], d["nodes"], d["tp"], d["pp"], d["input_len"], d["output_len"], str(reqs),
-                     d["measured_tok_s"], d["predicted_tok_s"], 100 * d["err"], d["seqs_at_once"],
+                     d["measured_tok_s"], d["predicted_tok_s"], round(100 * d["err"], 1), d["seqs_at_once"],
                      d["limited_by"], d["prefill_s"], d["decode_s"], d["role"]])
     return render(headers, rows, f"{path}: predicted vs measured throughput, tokens/s (prompt + output)")
 

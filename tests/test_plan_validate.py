@@ -1,0 +1,95 @@
+"""The independent validator catches broken plans; vLLM export follows vLLM's rules."""
+
+import dataclasses
+import warnings
+
+import pytest
+
+from plan_helpers import TINY, WORKLOAD, pool, syn_profile
+from solver.plan.planner import plan
+from solver.plan.result import PlacedReplica, PlacedStage, Plan
+from solver.plan.validate_plan import PlanInvalid, check_plan, validate
+from solver.report.vllm_export import vllm_default_partition, vllm_launch
+
+PIPE = syn_profile("PIPE", 3.4, 800, 600)
+BIG = syn_profile("BIG", 80, 1000)
+PROFILES = [PIPE, BIG]
+CLUSTER = pool(("p", 2, "PIPE", 2, 25.0, 1.0), ("b", 1, "BIG", 1, 25.0, 2.0))
+
+
+@pytest.fixture(scope="module")
+def good():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return plan(TINY, WORKLOAD, CLUSTER, PROFILES).plan
+
+
+def _with_stage(p: Plan, r: int, k: int, **change) -> Plan:
+    reps = list(p.replicas)
+    stages = list(reps[r].stages)
+    stages[k] = dataclasses.replace(stages[k], **change)
+    reps[r] = dataclasses.replace(reps[r], stages=tuple(stages))
+    return Plan(tuple(reps))
+
+
+def _problems(p):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return check_plan(p, TINY, WORKLOAD, CLUSTER, PROFILES)
+
+
+def test_planned_plan_is_valid(good):
+    assert _problems(good) == []
+    assert good.gpus <= CLUSTER.num_gpus
+
+
+def test_gpu_used_twice(good):
+    """Every replica crammed on node p/0 (2 GPUs): more GPUs than the node has."""
+    reps = tuple(dataclasses.replace(r, stages=tuple(dataclasses.replace(s, group="p", node_index=0, gpu="PIPE")
+                                                     for s in r.stages)) for r in good.replicas)
+    assert any("GPUs assigned, it has 2" in x for x in _problems(Plan(reps)))
+
+
+def test_missing_and_overlapping_layers():
+    two = (PlacedStage("p", 0, "PIPE", 1, 0, 2), PlacedStage("p", 0, "PIPE", 1, 2, 2))
+    ok = Plan((PlacedReplica(two, 0.0, 2.0, ""),))
+    assert not any("layer" in x for x in _problems(ok))
+    overlap = _with_stage(ok, 0, 1, first_layer=1)
+    assert any("expected 2" in x for x in _problems(overlap))
+    short = _with_stage(ok, 0, 1, n_layers=1)
+    assert any("the model has 4" in x for x in _problems(short))
+
+
+def test_memory_overflow_and_bad_tp(good):
+    one = Plan((PlacedReplica((PlacedStage("p", 0, "PIPE", 1, 0, 4),), 1.0, 1.0, "stage 0"),))
+    assert any("needs" in x and "GiB per GPU" in x for x in _problems(one))
+    three = Plan((PlacedReplica((PlacedStage("b", 0, "BIG", 3, 0, 4),), 1.0, 6.0, "stage 0"),))
+    assert any("not a power of two" in x for x in _problems(three))
+
+
+def test_wrong_throughput_is_caught(good):
+    reps = list(good.replicas)
+    reps[0] = dataclasses.replace(reps[0], throughput_tok_s=reps[0].throughput_tok_s * 1.01)
+    with pytest.raises(PlanInvalid, match="recomputed"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            validate(Plan(tuple(reps)), TINY, WORKLOAD, CLUSTER, PROFILES)
+
+
+def test_vllm_default_partition_matches_vllm():
+    """vLLM's get_pp_indices: 80 layers over 3 stages -> 26 each, the remainder 2 goes to the
+    two stages before the last: [27, 27, 26]; 126 over 4 -> [32, 32, 31, 31]."""
+    assert vllm_default_partition(80, 3) == [27, 27, 26]
+    assert vllm_default_partition(126, 4) == [31, 32, 32, 31]
+
+
+def test_vllm_launch_rules():
+    even = PlacedReplica((PlacedStage("a", 0, "A", 4, 0, 40), PlacedStage("a", 1, "A", 4, 40, 40)), 1, 1, "")
+    cmd = vllm_launch(even, "meta-llama/Meta-Llama-3-70B", 80)
+    assert cmd["ok"] and "VLLM_PP_LAYER_PARTITION" not in cmd["command"]
+    assert "--tensor-parallel-size 4 --pipeline-parallel-size 2" in cmd["command"]
+    uneven = PlacedReplica((PlacedStage("a", 0, "A", 4, 0, 42), PlacedStage("a", 1, "A", 4, 42, 38)), 1, 1, "")
+    assert vllm_launch(uneven, "m", 80)["command"].startswith("VLLM_PP_LAYER_PARTITION=42,38 vllm serve m")
+    mixed = PlacedReplica((PlacedStage("a", 0, "A", 4, 0, 40), PlacedStage("a", 1, "A", 2, 40, 40)), 1, 1, "")
+    out = vllm_launch(mixed, "m", 80)
+    assert not out["ok"] and "TP 2 and 4" in out["reason"]
