@@ -87,11 +87,20 @@ def plot(prof, raw_paths: list[str], png: str) -> bool:
 
 def run(args) -> int:
     prof = load_profile(args.profile)
-    if not prof.collectives:
-        raise InputError(args.profile, "collectives", "no collective fits in this profile")
-    print("\n".join(table_lines(prof)))
-    if not args.no_png:
-        png = args.png or str(Path(args.profile).with_suffix("")) + "_collectives.png"
-        if plot(prof, _raw_paths(prof, args.raw), png):
+    has_memory = prof.activation is not None  # memory/compute fits: calibrate/report_memory.py
+    if not prof.collectives and not has_memory:
+        raise InputError(args.profile, "collectives", "no collective or memory fits in this profile")
+    if prof.collectives:
+        print("\n".join(table_lines(prof)))
+        if not args.no_png:
+            png = args.png or str(Path(args.profile).with_suffix("")) + "_collectives.png"
+            if plot(prof, _raw_paths(prof, args.raw), png):
+                print(f"wrote {png}")
+    if has_memory:
+        from calibrate.report_memory import memory_report, plot_memory
+        mem_raw = [p for p in prof.provenance.get("sections", {}).get("memory", {}).get("raw", []) if Path(p).exists()]
+        print("\n" + memory_report(prof.raw, mem_raw))
+        png = str(Path(args.profile).with_suffix("")) + "_memory.png"
+        if not args.no_png and mem_raw and plot_memory(prof.raw, mem_raw, png):
             print(f"wrote {png}")
     return 0

@@ -108,6 +108,7 @@ def run_grid(args, device: str, dtype, dtype_name: str, p: int):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    args.argv = argv
     try:
         import torch
     except ImportError:
@@ -120,6 +121,17 @@ def main(argv=None) -> int:
     args.grid = args.grid or ("tiny" if args.dry_run else "default")
     args.dtype = args.dtype or ("fp32" if args.dry_run else "bf16")
     args.iters = args.iters or (1 if args.dry_run else 5)
+    threads = torch.get_num_threads()
+    if args.dry_run:
+        torch.set_num_threads(1)  # tiny matmuls: threads only add contention on a shared CPU
+    try:
+        return _run(args, torch, cuda)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args, torch, cuda) -> int:
+    argv = args.argv
     try:
         existing = read_profile_dict(args.out)
         act = (existing or {}).get("memory", {}).get("activation_peak", {})

@@ -28,7 +28,7 @@ def dry(tmp_path_factory):
 def test_dry_run_writes_synthetic_profile_and_raw(dry):
     prof = load_profile(dry / "p.json")  # well-formed: the solver's own loader accepts it
     assert prof.activation.source == "synthetic" and prof.prefill_efficiency.source == "synthetic"
-    assert "measured" not in (dry / "p.json").read_text()
+    assert '"source": "measured"' not in (dry / "p.json").read_text()
     rows = mem_fit.read_raw(dry / "raw.csv")
     # tiny grid: 2 shapes x tp {1,2} x layers {1,2} x 3 (b, s) points, a prefill and a decode row each
     assert len(rows) == 2 * 2 * 2 * 3 * 2

@@ -2,7 +2,7 @@
 
 Three 2-rank runs start together with file:// rendezvous: a full sweep, a run whose rank 1
 dies (os._exit, like a kill) after 3 points, and one whose rank 1 stalls so rank 0 hits
---timeout 3. Ranks are forked from this process (torch already imported once) instead of
+--timeout 3. Ranks are forked from a forkserver (torch imported there once) instead of
 six fresh interpreters, which keeps the test near 10 s on 2 cores. Timings are never
 checked, only the sweep, the files and the failure behaviour.
 """
@@ -36,7 +36,11 @@ def _rank(env: dict, argv: list[str], log: str) -> None:
 
 
 def _launch(tmp: Path, name: str, extra: list[str], fault: str | None) -> list:
-    ctx = multiprocessing.get_context("fork")
+    # forkserver, not fork: earlier tests in this process may have started torch/OpenMP
+    # thread pools, and a child forked from a threaded parent can deadlock. The server is a
+    # fresh single-threaded process that imports torch once, then forks the ranks cheaply.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "calibrate.nccl_run"])
     procs = []
     for rank in (0, 1):
         env = {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",

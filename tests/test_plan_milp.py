@@ -45,11 +45,12 @@ def test_node_configs_are_maximal_multisets():
     assert sorted(node_configs([4, 2], 8)) == [(2, 2, 2, 2), (4, 2, 2), (4, 4)]
 
 
-def test_milp_packing_by_hand():
+@pytest.mark.parametrize("solver", ["cbc", "highs"])
+def test_milp_packing_by_hand(solver):
     """One group, 2 nodes of 8 GPUs. Shape A: one chunk of 8 GPUs, 10 tok/s; shape B: one
     chunk of 4 GPUs, 6 tok/s. Best: 4 x B = 24 (A+2B = 22, 2A = 20)."""
     cols = [Column(10.0, 0.0, ((0, 8),)), Column(6.0, 0.0, ((0, 4),))]
-    sol = PlanMILP(cols, [2], [8]).solve()
+    sol = PlanMILP(cols, [2], [8]).solve(solver)
     assert sol.status == "optimal" and sol.objective == pytest.approx(24.0)
     assert sol.counts == {1: 4} and sol.bound == pytest.approx(24.0) and sol.gap == 0
 

@@ -45,7 +45,7 @@ def collective_time_s(profile: Profile, collective: str, ranks: int, scope: str,
             t_us = collective_time_us(fit, size_bytes)
         if not in_fitted_range(fit, size_bytes):
             lo, hi = fit.range_bytes
-            note(f"{profile.path}: {collective} {ranks}-rank {scope} fitted on {lo:.0f}-{hi:.0f} B, "
+            note(f"{profile.path}: {collective} {fit.ranks}-rank {scope} fit covers {lo:.0f}-{hi:.0f} B, "
                  f"asked for {size_bytes:.0f} B (extrapolated)")
         return t_us * 1e-6
     alpha_us, bw_gbps = _link_defaults(profile, scope, nominal_gbps)

@@ -50,8 +50,8 @@ def layer_read_bytes(model: ModelSpec, tp: int, workload: Workload, batch_tokens
     return full - (model.num_experts - experts_touched(model, batch_tokens)) * expert
 
 
-def _eff(profile: Profile, curve: Curve, x: float, what: str) -> float:
-    if not curve.in_range(x):
+def _eff(profile: Profile, curve: Curve, x: float, what: str, check: bool) -> float:
+    if check and not curve.in_range(x):
         lo, hi = curve.range[curve.x_quantity]
         note(f"{profile.path}: {what} fitted for {curve.x_quantity} in [{lo:g}, {hi:g}], asked for {x:.4g} "
              "(extrapolated)")
@@ -59,18 +59,33 @@ def _eff(profile: Profile, curve: Curve, x: float, what: str) -> float:
 
 
 def roofline_s(profile: Profile, flops: float, read_bytes: float, dtype: str) -> float:
-    """max(compute time, memory time) for one kernel sequence on one GPU."""
-    eff_c = _eff(profile, profile.prefill_efficiency, flops / 1e9, "prefill efficiency")
-    eff_m = _eff(profile, profile.decode_efficiency, read_bytes, "decode efficiency")
-    t_compute = flops / (profile.peak_flops(dtype) * eff_c)
-    t_memory = read_bytes / (profile.hbm_gbps.value * 1e9 * eff_m)
+    """max(compute time, memory time) for one kernel sequence on one GPU. Only the curve of
+    the bound that wins is range-checked: the other does not affect the answer."""
+    hbm = profile.hbm_gbps.value * 1e9
+    t_compute = flops / (profile.peak_flops(dtype) * profile.prefill_efficiency.at(flops / 1e9))
+    t_memory = read_bytes / (hbm * profile.decode_efficiency.at(read_bytes))
+    if t_compute >= t_memory:
+        _eff(profile, profile.prefill_efficiency, flops / 1e9, "prefill efficiency", True)
+    else:
+        _eff(profile, profile.decode_efficiency, read_bytes, "decode efficiency", True)
     return max(t_compute, t_memory)
+
+
+def elementwise_s(profile: Profile, model: ModelSpec, workload: Workload, tokens: int) -> float:
+    """HBM passes over the unsharded tokens x h activation (norms, residual adds, rotary)
+    that TP does not shrink: ``passes * T*h*p / HBM`` per layer, when the profile fitted
+    ``compute.prefill_elementwise_passes`` jointly with its prefill curve (docs/profile.md)."""
+    passes = profile.prefill_elementwise_passes
+    if passes is None:
+        return 0.0
+    return passes.value * tokens * model.hidden_size * workload.act_bytes / (profile.hbm_gbps.value * 1e9)
 
 
 def prefill_layer_s(profile: Profile, model: ModelSpec, tp: int, workload: Workload, batch: int) -> float:
     flops = prefill_layer_flops(model, tp, batch, workload.prompt_len)
-    read = layer_read_bytes(model, tp, workload, batch * workload.prompt_len)
-    return roofline_s(profile, flops, read, workload.dtype)
+    tokens = batch * workload.prompt_len
+    read = layer_read_bytes(model, tp, workload, tokens)
+    return roofline_s(profile, flops, read, workload.dtype) + elementwise_s(profile, model, workload, tokens)
 
 
 def decode_layer_s(profile: Profile, model: ModelSpec, tp: int, workload: Workload, batch: int,
@@ -78,7 +93,7 @@ def decode_layer_s(profile: Profile, model: ModelSpec, tp: int, workload: Worklo
     flops = decode_layer_flops(model, tp, batch, context)
     kv_read = batch * context * 2 * model.head_dim * kv_heads_per_gpu(model, tp) * workload.kv_bytes
     read = layer_read_bytes(model, tp, workload, batch) + kv_read
-    return roofline_s(profile, flops, read, workload.dtype)
+    return roofline_s(profile, flops, read, workload.dtype) + elementwise_s(profile, model, workload, batch)
 
 
 def lm_head_s(profile: Profile, model: ModelSpec, tp: int, workload: Workload, rows: int) -> float:

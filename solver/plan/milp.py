@@ -14,10 +14,13 @@ Symmetry: there are no replica slots or node ids to permute -- counts only.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +52,22 @@ class MasterSolution:
     solver: str
     counts: dict = field(default_factory=dict)        # column index -> replicas
     node_configs: dict = field(default_factory=dict)  # (group, config) -> nodes
+
+
+@contextmanager
+def _quiet_stdout():
+    """Silence what solver libraries print from C on file descriptor 1 (HiGHS prints its
+    banner even with output off), so ``--json`` stays parseable."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def node_configs(sizes: list[int], gpus_per_node: int) -> list[tuple[int, ...]]:
@@ -153,7 +172,8 @@ class PlanMILP:
             else:
                 cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=OPTIMAL_GAP,
                                         warmStart=warm, logPath=str(log))
-            self.prob.solve(cmd)
+            with _quiet_stdout():
+                self.prob.solve(cmd)
             solve_s = time.perf_counter() - t0
             log_text = log.read_text() if log.exists() else ""
         return self._solution(solver, solve_s, log_text)
@@ -179,8 +199,9 @@ class PlanMILP:
         more than the solver proved."""
         maximize = self.objective == "throughput"
         if solver == "highs":
-            info = self.prob.solverModel.getInfo()
-            return float(info.mip_dual_bound)
+            # PuLP hands HiGHS a maximisation as min -f: the dual bound comes back negated
+            bound = float(self.prob.solverModel.getInfo().mip_dual_bound)
+            return -bound if maximize else bound
         if re.search(r"^Result - Optimal solution found", log_text, re.M):
             return obj
         m = re.search(r"^Gap:\s+([-\d.eE+]+)", log_text, re.M)
