@@ -17,6 +17,9 @@ from solver.plan.milp import SOLVERS
 from solver.plan.planner import OBJECTIVES, plan
 from solver.report.plan_report import plan_human, plan_payload
 
+# The planner visits many stage sizes; a table for people shows the first few notices.
+MAX_WARNINGS_SHOWN = 5
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -41,6 +44,9 @@ def register(sub) -> None:
                    help="what crosses stage boundaries (default vllm: hidden + residual)")
     p.add_argument("--extra-stages", type=int, default=2,
                    help="pipeline depths searched beyond the fewest stages that fit, per shape (default 2)")
+    p.add_argument("--max-blocks", type=int, default=None,
+                   help="most blocks (runs of stages of one GPU type and TP) per replica; default 4 for pools "
+                        "of <= 12 GPUs and models of <= 16 layers, else 2")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_workload_args(p, batch_default=32)
     add_output_args(p)
@@ -56,6 +62,8 @@ def _check_args(args) -> None:
         raise InputError("", "--max-replicas", f"must be >= 1, got {args.max_replicas}")
     if args.time_limit <= 0:
         raise InputError("", "--time-limit", f"must be > 0 seconds, got {args.time_limit:g}")
+    if args.max_blocks is not None and args.max_blocks < 1:
+        raise InputError("", "--max-blocks", f"must be >= 1, got {args.max_blocks}")
     if args.extra_stages < 0:
         raise InputError("", "--extra-stages", f"must be >= 0, got {args.extra_stages}")
 
@@ -85,8 +93,8 @@ def run(args) -> int:
         result = plan(model, workload, cluster, profiles, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
-                      extra_stages=args.extra_stages)
-        payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, args.model)
+                      extra_stages=args.extra_stages, max_blocks=args.max_blocks)
+        payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, _model_ref(model, args.model))
     payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": [p.path for p in profiles],
                          "batch": workload.batch, "prompt_len": workload.prompt_len,
                          "output_len": workload.output_len, "dtype": workload.dtype}
@@ -94,5 +102,16 @@ def run(args) -> int:
         write_atomic(args.out, json.dumps(dict(payload, warnings=warns), indent=2) + "\n")
     title = (f"{model.name} on {cluster.name}: batch {workload.batch} per replica, prompt {workload.prompt_len}, "
              f"output {workload.output_len}, objective {args.objective}")
-    emit(payload, args.json, plan_human(payload, title), warns)
+    shown = warns if args.json or len(warns) <= MAX_WARNINGS_SHOWN else (
+        warns[:MAX_WARNINGS_SHOWN] + [f"... {len(warns) - MAX_WARNINGS_SHOWN} more (all of them in --json)"])
+    emit(payload, args.json, plan_human(payload, title), shown)
     return 0
+
+
+def _model_ref(model, asked: str) -> str:
+    """What ``vllm serve`` takes: the Hugging Face repo a preset was read from (its
+    ``_source`` starts with it), else what the user gave."""
+    first = (model.source or "").split(" ")[0]
+    if first.count("/") == 1 and not Path(asked).exists():
+        return first
+    return asked

@@ -15,7 +15,7 @@ from solver.plan import heuristics
 from solver.plan.assign import place
 from solver.plan.candidates import CostTable, pool_groups
 from solver.plan.milp import SOLVERS, Column, PlanMILP
-from solver.plan.result import Plan, PlanResult
+from solver.plan.result import PlanResult
 from solver.plan.shapes import ShapeValue, enumerate_shapes, evaluate
 from solver.plan.validate_plan import validate
 from solver.units import GIB
@@ -38,11 +38,11 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
             f"of the pool's GPUs ({_gib(pool)} in all) holds it -- lower --batch or add GPUs")
 
 
-def shape_values(table: CostTable, extra_stages: int = 2) -> list[ShapeValue]:
+def shape_values(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[ShapeValue]:
     """Evaluated shapes, one per resource signature (the best one), best first."""
     gpn = [g.gpus_per_node for g in table.groups]
     best: dict[tuple, ShapeValue] = {}
-    for shape in enumerate_shapes(table, extra_stages):
+    for shape in enumerate_shapes(table, extra_stages, max_blocks):
         sv = evaluate(table, shape)
         if sv is None:
             continue
@@ -62,11 +62,11 @@ def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
 def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
          objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
          time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
-         extra_stages: int = 2) -> PlanResult:
+         extra_stages: int = 2, max_blocks: int | None = None) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
     table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
-    values = shape_values(table, extra_stages)
+    values = shape_values(table, extra_stages, max_blocks)
     if not values:
         raise InfeasibleError(_no_shape_reason(model, workload, table))
     columns = _columns(table, values)
@@ -105,6 +105,3 @@ def _master_reason(table, values, objective, min_tok_s, max_replicas, status) ->
         return "--max-replicas 0 allows no replica"
     return f"the solver found no plan (status {status}); try a longer --time-limit"
 
-
-def empty_plan() -> Plan:
-    return Plan(())

@@ -16,8 +16,11 @@ constant link times lp_l, ld_l,
 depends on the stage times only through their max and sum, so stages of the same kind
 (group, t, position) are interchangeable: they form a *segment* whose layers are spread as
 evenly as possible (optimal when the time is convex in n; the cost table checks it is
-affine). The split is found by enumerating every vector of segment totals (at most four
-segments), which is exact. The shape's value is then ``estimate_pipeline`` on that split.
+affine). The split is found by enumerating every vector of segment totals, which is exact
+for the stand-in (grids above ``MAX_GRID_POINTS`` start from a memory-proportional split
+instead). ``polish`` then hill-climbs on ``estimate_pipeline`` itself, whose serving model
+(waves, prefill steps, engine overhead) the stand-in does not copy, and the shape's value
+is ``estimate_pipeline`` on the final split.
 """
 
 from __future__ import annotations
@@ -293,15 +296,22 @@ def _count_vectors(table: CostTable, kinds: tuple, gpus: list[int], extra: int):
     return [c for c in feasible if sum(c) <= shallowest + extra]
 
 
+def default_max_blocks(gpus: int, num_layers: int) -> int:
+    """4 blocks where exhaustive search is the check (<= 12 GPUs, <= 16 layers), else 2:
+    deeper block sequences multiply the shapes (thousands for 16 GPUs and 80 layers) and
+    each needs a larger split search."""
+    return 4 if gpus <= 12 and num_layers <= 16 else 2
+
+
 def enumerate_shapes(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[Shape]:
     """Every sequence of up to ``max_blocks`` blocks (consecutive blocks differ in group or
-    TP; default 4 blocks for pools of <= 16 GPUs, else 2) with stage counts from
+    TP; default from ``default_max_blocks``) with stage counts from
     ``_count_vectors`` -- one-block shapes up to ``extra_stages`` deeper than the
     shallowest, multi-block ones up to one deeper -- in packed and spread placements."""
     groups = table.groups
     gpus = [g.nodes * g.gpus_per_node for g in groups]
     if max_blocks is None:
-        max_blocks = 4 if sum(gpus) <= 16 else 2
+        max_blocks = default_max_blocks(sum(gpus), table.num_layers)
     kinds = [(g.index, t) for g in groups for t in tp_degrees(table.model, g.gpus_per_node)
              if any(table.kind(g.index, t, p) for p in ("only", "first", "mid", "last"))]
     out: list[Shape] = []
