@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pulp
 
+from solver.errors import InputError
+
 SOLVERS = ("cbc", "highs")
 # Relative gap below which an incumbent counts as proven optimal (float noise in CBC/HiGHS).
 OPTIMAL_GAP = 1e-6
@@ -169,6 +171,9 @@ class PlanMILP:
             log = Path(tmp) / "cbc.log"
             if solver == "highs":
                 cmd = pulp.HiGHS(msg=False, timeLimit=time_limit_s, gapRel=OPTIMAL_GAP)
+                if not cmd.available():
+                    raise InputError("", "--solver", "highs needs the highspy package: "
+                                                     "pip install 'placement-planner[highs]' (or use cbc)")
             else:
                 cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=OPTIMAL_GAP,
                                         warmStart=warm, logPath=str(log))
