@@ -36,7 +36,7 @@ def table_lines(prof) -> list[str]:
         rng = f"{fmt_bytes(c.range_bytes[0])}-{fmt_bytes(c.range_bytes[1])}" if c.range_bytes else "-"
         mx = f"{c.max_rel_err:.1%}" if c.max_rel_err is not None else "-"
         mean = f"{c.mean_rel_err:.1%}" if c.mean_rel_err is not None else "-"
-        model = "line+table" if c.table_size_bytes else "line"
+        model = f"envelope{len(c.lines)}" if c.lines else "line+table" if c.table_size_bytes else "line"
         out.append(f"{c.collective:<15}{c.ranks:>3} {c.scope:<11}{c.alpha_us:>9.2f}{c.busbw_gbps:>11.1f}{eff:>6}"
                    f"{rng:>22}{mx:>8}{mean:>9} {model:<10} {c.source}")
     return out
@@ -70,7 +70,8 @@ def plot(prof, raw_paths: list[str], png: str) -> bool:
         lo, hi = c.range_bytes or (1024, 2**30)
         sizes = [lo * 2 ** (i / 4) for i in range(int(4 * math.log2(hi / lo)) + 1)]
         ax.plot(sizes, [busbw_gbps(c.collective, c.ranks, s, collective_time_us(c, s)) for s in sizes],
-                label="profile (table+line)" if c.table_size_bytes else "profile (line)")
+                label="profile (envelope)" if c.lines else "profile (table+line)" if c.table_size_bytes
+                else "profile (line)")
         pts = measured.get((c.collective, c.ranks, c.scope), [])
         if pts:
             ax.plot([p.size_bytes for p in pts], [p.busbw_gbps for p in pts], "o", ms=3, label="measured")

@@ -8,24 +8,31 @@ S and factor; solver/cost/collectives.py evaluates it). Steps:
    and large messages count alike; ``busbw = factor / (c * 1e3)`` (c in us per byte).
    Exact data ``t = 10 + 1.75*S/1e5`` (all_reduce n=8, busbw 100 GB/s) returns
    alpha = 10 us, busbw = 100 GB/s exactly.
-2. **Held-out error.** Unique sizes sorted; every other size is left out of the fit
-   (two folds: even and odd positions), the predictor refitted on the rest and evaluated at
-   the held-out sizes inside the error window (default 4 KiB - 1 GiB, what matters for
-   inference). ``max_rel_err`` / ``mean_rel_err`` are over both folds.
-3. **Table where the line misses.** If the line's held-out max error exceeds ``table_if``
-   (10%) and a table predicts the held-out sizes better (lower max error), the curve is not one alpha-beta line (protocol / algorithm switches; design.md
-   section 4): the fit keeps a table of the measured (size, time) points, which the solver
-   interpolates log-log inside its range, and the line is refitted by regime: ``busbw``
-   from the slope of the largest sizes (>= S_max/16, at least 3 sizes) -- it extrapolates
-   above the table -- and ``alpha`` the intercept of a straight line through the 4 smallest
-   latency-bound sizes (bandwidth term < 10% of t; else the 3 smallest sizes).
-   The reported errors are then those of table + line, evaluated the same held-out way.
+2. **Model kinds** where one line misses (protocol / algorithm switches, design.md
+   section 4): ``table`` -- the measured (size, time) points, interpolated *linearly in S*
+   (the local alpha-beta line between neighbours; on the 7 real logs its held-out error is
+   below log-log's), with the line refitted by regime: ``busbw`` from the slope of the
+   largest sizes (>= S_max/16, at least 3) -- it extrapolates above the table -- and
+   ``alpha`` the intercept through the <= 4 smallest latency-bound sizes; ``env2`` /
+   ``env3`` -- the lower envelope ``min_k(alpha_k + factor*S/busbw_k)`` of 2 or 3 lines,
+   one per contiguous run of sizes (cuts searched exhaustively, least relative error).
+   Exact two-line data ``min(10 + 1.75*S/2e4, 40 + 1.75*S/2e5)`` returns those lines.
+3. **Choice** (``choose_kind``): leave-one-out on the points being fitted -- each interior
+   size in the window predicted from the others -- and the kind with the least max error
+   wins (ties to the simpler: line, table, env2, env3). ``table_if=None``: the line only.
+4. **Held-out error.** Unique sizes sorted; every other size is left out (two folds: even
+   and odd positions); on each fold's training half the kind is *chosen* and fitted, then
+   evaluated at the held-out sizes inside the error window (default 4 KiB - 1 GiB).
+   ``max_rel_err`` / ``mean_rel_err`` are over both folds; ``line_max_rel_err`` is the
+   single line's. Steps between two training sizes 4x apart (e.g. H100 all_gather 23 us at
+   2 MiB, 45 us at 4 MiB) stay unpredictable: no kind can tell which side a left-out size is on.
 
 No torch, no I/O.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -37,6 +44,8 @@ from solver.inputs.profile import CollectiveFit
 
 KIB, GIB = 2**10, 2**30
 ERROR_WINDOW = (4 * KIB, GIB)
+KINDS = ("line", "table", "env2", "env3")  # simplest first: ties go to the earlier
+MIN_POINTS = {"line": 2, "table": 4, "env2": 5, "env3": 7}  # leave-one-out still leaves a fit
 
 
 @dataclass
@@ -55,20 +64,24 @@ class Fit:
     line_max_rel_err: float | None = None  # held-out, of the single line
     held_out: list[tuple[int, float, float]] = field(default_factory=list)  # (size, measured, predicted)
     window: tuple[int, int] = ERROR_WINDOW
+    lines: list[tuple[float, float]] = field(default_factory=list)  # envelope (alpha_us, busbw_gbps)
 
     @property
     def method(self) -> str:
+        if self.lines:
+            return f"envelope{len(self.lines)}"
         return "line+table" if self.table_size_bytes else "line"
 
     def as_collective_fit(self) -> CollectiveFit:
         return _cfit(self.collective, self.ranks, self.scope, self.alpha_us, self.busbw_gbps,
-                     self.table_size_bytes, self.table_time_us)
+                     self.table_size_bytes, self.table_time_us, self.lines)
 
 
-def _cfit(coll, n, scope, alpha, busbw, tsz=(), tt=()) -> CollectiveFit:
+def _cfit(coll, n, scope, alpha, busbw, tsz=(), tt=(), lines=()) -> CollectiveFit:
     return CollectiveFit(collective=coll, ranks=n, scope=scope, alpha_us=alpha, busbw_gbps=busbw,
                          source="synthetic", table_size_bytes=tuple(float(s) for s in tsz),
-                         table_time_us=tuple(float(t) for t in tt))
+                         table_time_us=tuple(float(t) for t in tt), table_interp="linear",
+                         lines=tuple((float(a), float(b)) for a, b in lines))
 
 
 def merge_sizes(sizes, times) -> tuple[np.ndarray, np.ndarray]:
@@ -120,28 +133,90 @@ def fit_regimes(collective: str, n: int, sizes, times) -> tuple[float, float]:
     return max(alpha, 0.0), busbw
 
 
-def _predictor(collective, n, S, t, table: bool) -> tuple[float, float, list, list]:
-    """Fit on (S, t): (alpha, busbw, table sizes, table times); the line alone, or the
-    regime line plus a table of the points."""
-    if not table:
-        return (*fit_line(collective, n, S, t), [], [])
-    alpha, busbw = fit_regimes(collective, n, S, t)
-    return alpha, busbw, [int(s) for s in S], [float(x) for x in t]
+def fit_envelope(collective: str, n: int, sizes, times, k: int) -> list[tuple[float, float]]:
+    """Lower envelope of ``k`` alpha-beta lines (design.md section 4: one per (algorithm,
+    protocol)): the sorted sizes are cut into ``k`` contiguous runs of >= 2 points (every cut
+    tried), one relative-error line per run (alpha >= 0, slope >= 1e-9 us/B), the cuts with
+    the least total squared relative error kept. Returns [(alpha_us, busbw_gbps)] by size."""
+    S, t = np.asarray(sizes, float), np.asarray(times, float)
+    f, best = bus_factor(collective, n), None
+    for cuts in itertools.combinations(range(2, len(S) - 1), k - 1):
+        edges = (0, *cuts, len(S))
+        if any(edges[i + 1] - edges[i] < 2 for i in range(k)):
+            continue
+        lines = [_rel_line(S[a:b], t[a:b]) for a, b in zip(edges, edges[1:])]
+        err = sum(float(np.sum(((a_ + c * S[a:b]) / t[a:b] - 1) ** 2))
+                  for (a_, c), a, b in zip(lines, edges, edges[1:]))
+        if best is None or err < best[0]:
+            best = (err, lines)
+    if best is None:
+        raise InputError("", f"{collective} n={n}", f"needs >= {2 * k} sizes for {k} lines")
+    return [(a, f / (c * 1e3)) for a, c in best[1]]
 
 
-def _cv(collective, n, scope, S, t, table: bool, window):
-    """Two-fold every-other-size held-out error: (max, mean, [(size, meas, pred)])."""
+def _rel_line(S, t) -> tuple[float, float]:
+    """Least relative-error (alpha_us, slope us/B) with alpha >= 0, slope >= 1e-9."""
+    (a, c), *_ = np.linalg.lstsq(np.c_[np.ones_like(S), S] / t[:, None], np.ones_like(S), rcond=None)
+    if a < 0:
+        a, c = 0.0, float(np.sum(S / t) / np.sum((S / t) ** 2))
+    if c < 1e-9:
+        c = 1e-9
+        a = max(float(np.sum((1 - c * S / t) / t) / np.sum(1 / t ** 2)), 0.0)
+    return float(a), float(c)
+
+
+def _predictor(collective, n, S, t, kind: str) -> tuple[float, float, list, list, list]:
+    """Fit ``kind`` on (S, t): (alpha, busbw, table sizes, table times, envelope lines)."""
+    if kind == "line":
+        return (*fit_line(collective, n, S, t), [], [], [])
+    if kind == "table":
+        alpha, busbw = fit_regimes(collective, n, S, t)
+        return alpha, busbw, [int(s) for s in S], [float(x) for x in t], []
+    lines = fit_envelope(collective, n, S, t, int(kind[-1]))
+    return lines[0][0], max(b for _, b in lines), [], [], lines
+
+
+def _predict_fn(collective, n, scope, S, t, kind):
+    a, b, ts, tt, ln = _predictor(collective, n, S, t, kind)
+    cf = _cfit(collective, n, scope, a, b, ts, tt, ln)
+    return lambda s: collective_time_us(cf, s)
+
+
+def _loo_err(collective, n, scope, S, t, kind, window) -> float:
+    """Max relative error at each interior size in ``window`` predicted from all the others
+    (leave-one-out on the points given: training points only)."""
+    errs = []
+    for j in range(1, len(S) - 1):
+        if window[0] <= S[j] <= window[1]:
+            keep = np.arange(len(S)) != j
+            try:
+                errs.append(abs(_predict_fn(collective, n, scope, S[keep], t[keep], kind)(S[j]) / t[j] - 1))
+            except InputError:
+                return math.inf
+    return max(errs, default=0.0)
+
+
+def choose_kind(collective, n, scope, S, t, kinds=KINDS, window=ERROR_WINDOW) -> str:
+    """The kind with the least leave-one-out max error on (S, t); ties go to the simpler."""
+    scores = {k: _loo_err(collective, n, scope, S, t, k, window) for k in kinds if len(S) >= MIN_POINTS[k]}
+    best = min(scores.values(), default=math.inf)
+    return next((k for k in kinds if k in scores and scores[k] <= best + 1e-9), "line")
+
+
+def _cv(collective, n, scope, S, t, kinds, window):
+    """Two-fold every-other-size held-out error of choose-then-fit (the choice made on each
+    fold's training half only): (max, mean, [(size, meas, pred)])."""
     if len(S) < 4:
         return None, None, []
     rows = []
     for par in (0, 1):
         tr = (np.arange(len(S)) % 2) == par
         try:
-            a, b, ts, tt = _predictor(collective, n, S[tr], t[tr], table)
+            kind = choose_kind(collective, n, scope, S[tr], t[tr], kinds, window)
+            pred = _predict_fn(collective, n, scope, S[tr], t[tr], kind)
         except InputError:
             continue
-        cf = _cfit(collective, n, scope, a, b, ts, tt)
-        rows += [(int(s), float(m), collective_time_us(cf, s)) for s, m in zip(S[~tr], t[~tr])]
+        rows += [(int(s), float(m), pred(s)) for s, m in zip(S[~tr], t[~tr])]
     rows.sort()
     inside = [r for r in rows if window[0] <= r[0] <= window[1]] or rows
     if not inside:
@@ -150,25 +225,24 @@ def _cv(collective, n, scope, S, t, table: bool, window):
     return max(errs), sum(errs) / len(errs), inside
 
 
-def fit_group(collective: str, n: int, scope: str, sizes, times, *, table_if: float = 0.10,
+def fit_group(collective: str, n: int, scope: str, sizes, times, *, table_if: float | None = 0.10,
               window: tuple[int, int] = ERROR_WINDOW) -> Fit:
-    """Fit one (collective, n, scope) group; see the module docstring."""
+    """Fit one (collective, n, scope) group; see the module docstring. ``table_if=None``:
+    the single line only."""
     S, t = merge_sizes(sizes, times)
     if len(S) < 2:
         raise InputError("", f"{collective} n={n} {scope}", f"needs >= 2 sizes to fit, got {len(S)}")
-    line_max, line_mean, line_rows = _cv(collective, n, scope, S, t, False, window)
-    use_table = False
-    if table_if is not None and line_max is not None and line_max > table_if:
-        tab = _cv(collective, n, scope, S, t, True, window)
-        use_table = tab[0] is not None and tab[0] < line_max  # keep whichever predicts held-out sizes better
-    mx, mean, rows = tab if use_table else (line_max, line_mean, line_rows)
-    alpha, busbw, ts, tt = _predictor(collective, n, S, t, use_table)
+    line_max, _, _ = _cv(collective, n, scope, S, t, ("line",), window)
+    kinds = ("line",) if table_if is None else KINDS
+    mx, mean, rows = _cv(collective, n, scope, S, t, kinds, window)
+    kind = choose_kind(collective, n, scope, S, t, kinds, window) if len(kinds) > 1 else "line"
+    alpha, busbw, ts, tt, ln = _predictor(collective, n, S, t, kind)
     if mx is None:  # too few sizes to hold any out: in-sample error of the line
         cf = _cfit(collective, n, scope, alpha, busbw)
         errs = [abs(collective_time_us(cf, s) / m - 1) for s, m in zip(S, t)]
         mx, mean = max(errs), sum(errs) / len(errs)
     return Fit(collective, n, scope, alpha, busbw, (int(S[0]), int(S[-1])), len(S), ts, tt,
-               mx, mean, line_max, rows, window)
+               mx, mean, line_max, rows, window, ln)
 
 
 def relative_errors(fit: Fit, sizes, times) -> list[float]:

@@ -77,12 +77,17 @@ def entry(fit: Fit, pts: list[RawPoint], *, ref: str, nominal: float | None, not
         e["nominal_gbps"] = nominal
         e["efficiency"] = round_sig(fit.busbw_gbps / nominal, 3)
     if fit.table_size_bytes:
-        e["table"] = {"size_bytes": fit.table_size_bytes, "time_us": [round_sig(t, 5) for t in fit.table_time_us]}
+        e["table"] = {"size_bytes": fit.table_size_bytes, "time_us": [round_sig(t, 5) for t in fit.table_time_us],
+                      "interp": "linear"}
+    if fit.lines:
+        e["lines"] = [{"alpha_us": round_sig(a, 5), "busbw_gbps": round_sig(b, 5)} for a, b in fit.lines]
     lo, hi = fit.window
-    why = (f"errors: held out every other size, sizes {lo}-{hi} B; one alpha-beta line misses by up to "
-           f"{fit.line_max_rel_err:.0%}, so the measured points are kept as a table (log-log interpolated)"
-           if fit.table_size_bytes and fit.line_max_rel_err is not None else
-           f"errors: held out every other size, sizes {lo}-{hi} B; one alpha-beta line")
+    kept = {"line+table": "the measured points kept as a table (interpolated linearly in S)",
+            "line": "one alpha-beta line"}.get(fit.method, f"the lower envelope of {len(fit.lines)} alpha-beta lines")
+    miss = (f"one line misses by up to {fit.line_max_rel_err:.0%}; " if fit.method != "line"
+            and fit.line_max_rel_err is not None else "")
+    why = (f"errors: held out every other size, sizes {lo}-{hi} B; {miss}model chosen by leave-one-out "
+           f"on the fitted sizes: {kept}")
     stat = _one((p.stat for p in pts), "", "stat")
     e["note"] = "; ".join(x for x in (note, why, f"time statistic: {stat}") if x)
     return e

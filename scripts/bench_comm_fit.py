@@ -2,8 +2,8 @@
 
     python scripts/bench_comm_fit.py [LOG_DIR or logs ...] [--threshold 0.10]
 
-For each log: alpha (us), busbw (GB/s), the model kept (line, or line+table where one line
-misses by > 10%), and the max / mean relative error at the sizes left out of the fit (every
+For each log: alpha (us), busbw (GB/s), the model kept (line, line+table, or a 2-3 line
+envelope, chosen by leave-one-out on the fitted sizes only), and the max / mean relative error at the sizes left out of the fit (every
 other size, both halves) within 4 KiB - 1 GiB, plus each held-out size beyond the threshold.
 Exit status 1 when any log's max held-out error exceeds --fail-above (default: never).
 """

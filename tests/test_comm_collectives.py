@@ -1,5 +1,7 @@
 """solver/cost/collectives.py: nccl-tests factors and the profile's time model, by hand."""
 
+from dataclasses import replace
+
 import pytest
 
 from solver.cost.collectives import (algbw_gbps, bus_factor, busbw_gbps, busbw_gbps_at, collective_time_us,
@@ -62,3 +64,15 @@ def test_range_and_find():
     assert in_fitted_range(_fit(), 2**40)  # no range known: no warning possible
     assert find_fit([f], "all_reduce", 8, "intra_node") is f
     assert find_fit([f], "all_reduce", 4, "intra_node") is None  # never derived from another n
+
+
+def test_linear_table_and_envelope_lines():
+    """Linear table: (1024, 20) .. (4096, 50) at 2048 -> 20 + 30/3 = 30 us (log-log: 20*2.5^0.5 =
+    31.62). Envelope all_reduce n=8: min(10 + 1.75*S/2e4, 40 + 1.75*S/2e5): 1 MiB -> 49.175 us,
+    1 KiB -> 10.0896 us."""
+    f = _fit(table=((1024.0, 4096.0), (20.0, 50.0)))
+    assert collective_time_us(f, 2048) == pytest.approx(31.6227766)
+    assert collective_time_us(replace(f, table_interp="linear"), 2048) == pytest.approx(30.0)
+    env = replace(_fit(), lines=((10.0, 20.0), (40.0, 200.0)))
+    assert collective_time_us(env, 2**20) == pytest.approx(49.175)
+    assert collective_time_us(env, 1024) == pytest.approx(10.0896)

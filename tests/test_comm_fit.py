@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from calibrate.comm_fit import fit_group, fit_line, merge_sizes
+from calibrate.comm_fit import _predictor, fit_envelope, fit_group, fit_line, merge_sizes
 from calibrate.comm_profile import entry, fit_points
 from calibrate.raw_io import RawPoint, read_raw, write_raw
+from solver.cost.collectives import collective_time_us
 from solver.errors import InputError
 from solver.inputs.profile import parse_profile
 
@@ -43,16 +44,32 @@ def test_noisy_data_recovers_within_3_percent():
     assert busbw == pytest.approx(100.0, rel=0.03)
 
 
-def test_piecewise_curve_gets_a_table():
+def test_piecewise_curve_leaves_the_single_line():
     """A protocol switch: below 1 MiB alpha 10 us / busbw 20 GB/s, from 1 MiB alpha 40 us /
-    busbw 200 GB/s. One line misses by > 10%, so the fit keeps the points as a table; busbw comes
-    from the largest sizes (200 GB/s) and alpha from the latency-bound ones (10 us)."""
+    busbw 200 GB/s. One line misses by > 10%, so leave-one-out picks another kind; the table
+    kind's regime line takes busbw from the largest sizes (200 GB/s) and alpha from the
+    latency-bound ones (10 us)."""
     t = [10 + 1.75 * s / 2e4 if s < 2**20 else 40 + 1.75 * s / 2e5 for s in SIZES]
     fit = fit_group("all_reduce", 8, "intra_node", SIZES, t)
-    assert fit.method == "line+table" and fit.line_max_rel_err > 0.10
-    assert fit.busbw_gbps == pytest.approx(200.0, rel=1e-6)
-    assert fit.alpha_us == pytest.approx(10.0, rel=1e-3)
-    assert fit.table_size_bytes == SIZES and fit.max_rel_err < fit.line_max_rel_err
+    assert fit.method != "line" and fit.line_max_rel_err > 0.10
+    assert fit.max_rel_err < fit.line_max_rel_err
+    alpha, busbw, ts, _, _ = _predictor("all_reduce", 8, np.array(SIZES, float), np.array(t), "table")
+    assert busbw == pytest.approx(200.0, rel=1e-6) and alpha == pytest.approx(10.0, rel=1e-3)
+    assert ts == SIZES
+
+
+def test_envelope_recovers_two_exact_lines():
+    """t = min(10 + 1.75*S/2e4, 40 + 1.75*S/2e5) (all_reduce n=8): lines cross at
+    S = 30 / (8.75e-5 - 8.75e-6) = 380,952 B, between 256 KiB and 512 KiB. fit_envelope(k=2)
+    returns (10 us, 20 GB/s) and (40 us, 200 GB/s); the fit ships it with ~0 held-out error."""
+    t = [min(10 + 1.75 * s / 2e4, 40 + 1.75 * s / 2e5) for s in SIZES]
+    (a1, b1), (a2, b2) = fit_envelope("all_reduce", 8, SIZES, t, 2)
+    assert (a1, b1) == (pytest.approx(10.0, rel=1e-9), pytest.approx(20.0, rel=1e-9))
+    assert (a2, b2) == (pytest.approx(40.0, rel=1e-9), pytest.approx(200.0, rel=1e-9))
+    fit = fit_group("all_reduce", 8, "intra_node", SIZES, t)
+    assert fit.method == "envelope2" and fit.max_rel_err < 1e-9 and fit.line_max_rel_err > 0.10
+    cf = fit.as_collective_fit()  # 1 MiB: min(10 + 91.75, 40 + 9.175) = 49.175 us
+    assert collective_time_us(cf, 2**20) == pytest.approx(49.175, rel=1e-6)
 
 
 def test_merge_repeated_sizes_takes_median():

@@ -10,9 +10,11 @@ with S the buffer size nccl-tests prints and n the number of ranks:
     t(S)  = alpha + factor(n) * S / busbw
 
 With S in bytes and busbw in GB/s, ``S / busbw`` is ``S / (busbw * 1e9)`` seconds, that is
-``S / (busbw * 1e3)`` microseconds. A fit may carry a ``table`` (size_bytes -> time_us)
-measured where one alpha-beta line misses by more than 10% (protocol / algorithm switches);
-inside the table's range it wins, by log-log interpolation; outside, the line is used.
+``S / (busbw * 1e3)`` microseconds. Where one alpha-beta line misses (protocol / algorithm
+switches) a fit carries either ``lines``, a lower envelope ``t = min_k(alpha_k + factor*S/busbw_k)``
+used at every size, or a ``table`` (size_bytes -> time_us) of measured points: inside its range
+it wins, interpolated linearly in S (``table_interp="linear"``: a local alpha-beta line between
+neighbours) or log-log (the default, older profiles); outside, the line is used.
 
 No torch, no I/O: numbers in, numbers out.
 """
@@ -91,6 +93,27 @@ def loglog_interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return float(ys[-1])
 
 
+def linear_interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear interpolation of y against x; clamped outside [xs[0], xs[-1]].
+
+    Between two points this is the alpha-beta line through them (local latency + bandwidth).
+    """
+    if not xs:
+        raise ValueError("empty table")
+    if x <= xs[0]:
+        return float(ys[0])
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            w = (x - xs[i - 1]) / (xs[i] - xs[i - 1])
+            return float(ys[i - 1] + w * (ys[i] - ys[i - 1]))
+    return float(ys[-1])
+
+
+def envelope_time_us(collective: str, n: int, lines: Sequence[tuple[float, float]], size_bytes: float) -> float:
+    """Lower envelope min_k(alpha_k + factor(n) * S / busbw_k) of (alpha_us, busbw_gbps) lines."""
+    return min(line_time_us(collective, n, a, b, size_bytes) for a, b in lines)
+
+
 def table_covers(fit: CollectiveFit, size_bytes: float) -> bool:
     """True when the fit has a table and ``size_bytes`` is inside its size range."""
     sizes = fit.table_size_bytes
@@ -100,13 +123,17 @@ def table_covers(fit: CollectiveFit, size_bytes: float) -> bool:
 def collective_time_us(fit: CollectiveFit, size_bytes: float) -> float:
     """Predicted time (us) of one collective of nccl-tests size ``size_bytes`` under ``fit``.
 
-    Table (log-log interpolated) inside its range, else the alpha-beta line. A zero-byte
-    collective costs alpha (launch and synchronisation still happen).
+    Envelope of ``lines`` when the fit has them; else the table (interpolated per
+    ``table_interp``) inside its range, else the alpha-beta line. A zero-byte collective
+    costs alpha (launch and synchronisation still happen).
     """
     if size_bytes < 0:
         raise ValueError(f"size_bytes must be >= 0, got {size_bytes}")
+    if fit.lines:
+        return envelope_time_us(fit.collective, fit.ranks, fit.lines, size_bytes)
     if size_bytes > 0 and table_covers(fit, size_bytes):
-        return loglog_interp(fit.table_size_bytes, fit.table_time_us, size_bytes)
+        interp = linear_interp if fit.table_interp == "linear" else loglog_interp
+        return interp(fit.table_size_bytes, fit.table_time_us, size_bytes)
     return line_time_us(fit.collective, fit.ranks, fit.alpha_us, fit.busbw_gbps, size_bytes)
 
 

@@ -93,8 +93,11 @@ def _loglinear_interp(xs: list[float], ys: list[float], x: float) -> float:
 class CollectiveFit:
     """t(S) = alpha + factor(n) * S / busbw, nccl-tests conventions (design.md section 4).
 
-    ``table`` (size_bytes -> time_us), when present, is used inside its range by log-log
-    interpolation; it captures the protocol/algorithm switches one line cannot.
+    ``table`` (size_bytes -> time_us), when present, is used inside its range, interpolated
+    ``table_interp`` ("loglog", the default, or "linear" in S); it captures the protocol/algorithm
+    switches one line cannot. ``lines`` ((alpha_us, busbw_gbps), ...), when present, replaces
+    both: t = min_k(alpha_k + factor(n) * S / busbw_k), the lower envelope of (algorithm,
+    protocol) lines.
     """
     collective: str
     ranks: int
@@ -109,6 +112,8 @@ class CollectiveFit:
     nominal_gbps: float | None = None
     table_size_bytes: tuple[float, ...] = ()
     table_time_us: tuple[float, ...] = ()
+    table_interp: str = "loglog"
+    lines: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,17 +221,22 @@ def _curve(data, where: str, path: str) -> Curve:
 def _collective(data, where: str, path: str) -> CollectiveFit:
     f = Fields(data, where, path, ("collective", "ranks", "scope", "alpha_us", "busbw_gbps", "source",
                                    "ref", "range_bytes", "max_rel_err", "mean_rel_err", "nominal_gbps",
-                                   "efficiency", "table", "runtime", "note", "fit_points"))
+                                   "efficiency", "table", "runtime", "note", "fit_points", "lines"))
     rng = f.get("range_bytes", list, None)
     if rng is not None and (len(rng) != 2 or not all(isinstance(v, (int, float)) for v in rng)):
         raise f.error("range_bytes", "must be [min_bytes, max_bytes]")
     table = f.get("table", dict, None)
-    sizes, times = (), ()
+    sizes, times, interp = (), (), "loglog"
     if table is not None:
-        tf = Fields(table, where, f"{path}.table", ("size_bytes", "time_us"))
+        tf = Fields(table, where, f"{path}.table", ("size_bytes", "time_us", "interp"))
         sizes, times = tf.get("size_bytes", list), tf.get("time_us", list)
+        interp = tf.get("interp", str, "loglog", choices=("loglog", "linear"))
         if len(sizes) != len(times) or len(sizes) < 2 or sorted(sizes) != list(sizes):
             raise tf.error("time_us", "size_bytes (increasing) and time_us need equal length >= 2")
+    lines = []
+    for i, ln in enumerate(f.get("lines", list, [])):
+        lf = Fields(ln, where, f"{path}.lines[{i}]", ("alpha_us", "busbw_gbps"))
+        lines.append((lf.get("alpha_us", float, min_value=0.0), lf.get("busbw_gbps", float, min_value=1e-6)))
     return CollectiveFit(
         collective=f.get("collective", str, choices=COLLECTIVES),
         ranks=f.get("ranks", int, min_value=2),
@@ -241,6 +251,8 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
         nominal_gbps=f.get("nominal_gbps", float, None),
         table_size_bytes=tuple(float(s) for s in sizes),
         table_time_us=tuple(float(t) for t in times),
+        table_interp=interp,
+        lines=tuple(lines),
     )
 
 
