@@ -36,10 +36,11 @@ def test_tp_allreduce(synthetic_profile, tp, expect_us):
     assert comm.tp_allreduce_s(synthetic_profile, tp, 1e6) == pytest.approx(expect_us * 1e-6)
 
 
-def test_allreduce_missing_rank_count_uses_nearest_with_warning(synthetic_profile):
-    """No 16-rank fit: the 8-rank busbw with the 16-rank factor 1.875 -> 10 + 18.75 us."""
+def test_allreduce_missing_rank_count_uses_network_defaults(synthetic_profile):
+    """No 16-rank fit: never borrowed from n=8; the network block (alpha 10 us, 100 GB/s x
+    efficiency 1.0) with the 16-rank factor 1.875 -> 10 + 18.75 us."""
     from solver.cost.warn import CalibrationWarning
-    with pytest.warns(CalibrationWarning, match="no all_reduce fit for 16 ranks"):
+    with pytest.warns(CalibrationWarning, match="no all_reduce fit for 16 ranks .*not derived"):
         assert comm.tp_allreduce_s(synthetic_profile, 16, 1e6) == pytest.approx(28.75e-6)
 
 
@@ -60,3 +61,13 @@ def test_stage_tp_comm_counts(synthetic_profile):
     w = Workload(batch=1, prompt_len=1000, output_len=0)
     t = stage_time(Stage(synthetic_profile, 2, 2, first=False, last=False), L8, w, 1)
     assert t.prefill_comm_s == pytest.approx((4 * 91.92 + 91.92) * 1e-6)
+
+
+def test_p2p_intra_node_chunks_across_tp_ranks(synthetic_profile):
+    """4 sending ranks each carry 1e8/4 B on their own link: 10 + 250 us."""
+    assert comm.p2p_s(synthetic_profile, 1e8, None, senders=4) == pytest.approx(2.6e-4)
+
+
+def test_p2p_inter_node_chunks_share_the_nic(synthetic_profile):
+    """Between nodes the 4 chunks share one NIC: same 8.05 ms as a single sender."""
+    assert comm.p2p_s(synthetic_profile, 1e8, 25.0, senders=4) == pytest.approx(8.05e-3)

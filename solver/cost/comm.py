@@ -16,17 +16,16 @@ from solver.inputs.profile import CollectiveFit, Profile
 TENSORS_BETWEEN_STAGES = {"vllm": 2, "megatron": 1}
 
 
-def _nearest_fit(profile: Profile, collective: str, ranks: int, scope: str) -> CollectiveFit | None:
+def _exact_fit(profile: Profile, collective: str, ranks: int, scope: str) -> CollectiveFit | None:
+    """The fit for exactly this rank count, or None. Another n's fit is never reused: with
+    NVLS/SHARP busbw depends on n (design.md section 4), and ``calibrate predict`` refuses
+    the same question; the caller falls back to the network block instead, with a note."""
     fit = find_fit(profile.collectives, collective, ranks, scope)
-    if fit is not None:
-        return fit
-    others = profile.collective(collective, scope)
-    if not others:
-        return None
-    near = min(others, key=lambda f: (abs(f.ranks - ranks), f.ranks))
-    note(f"{profile.path}: no {collective} fit for {ranks} ranks ({scope}); using the {near.ranks}-rank "
-         f"fit's bus bandwidth (ring busbw is about independent of n; not so with NVLS/SHARP)")
-    return near
+    if fit is None and profile.collective(collective, scope):
+        have = sorted({f.ranks for f in profile.collective(collective, scope)})
+        note(f"{profile.path}: no {collective} fit for {ranks} ranks ({scope}; measured: "
+             f"{', '.join(map(str, have))}); not derived from another rank count")
+    return fit
 
 
 def collective_time_s(profile: Profile, collective: str, ranks: int, scope: str, size_bytes: float,
@@ -37,12 +36,9 @@ def collective_time_s(profile: Profile, collective: str, ranks: int, scope: str,
     defaults on ``nominal_gbps`` (the intra-node link when not given)."""
     if ranks <= 1 or size_bytes <= 0:
         return 0.0
-    fit = _nearest_fit(profile, collective, ranks, scope)
+    fit = _exact_fit(profile, collective, ranks, scope)
     if fit is not None:
-        if fit.ranks != ranks:
-            t_us = fit.alpha_us + bus_factor(collective, ranks) * size_bytes / (fit.busbw_gbps * 1e3)
-        else:
-            t_us = collective_time_us(fit, size_bytes)
+        t_us = collective_time_us(fit, size_bytes)
         if not in_fitted_range(fit, size_bytes):
             lo, hi = fit.range_bytes
             note(f"{profile.path}: {collective} {fit.ranks}-rank {scope} fit covers {lo:.0f}-{hi:.0f} B, "
@@ -86,17 +82,21 @@ def tp_allgather_s(profile: Profile, tp: int, size_bytes: float) -> float:
     return collective_time_s(profile, "all_gather", tp, "intra_node", size_bytes)
 
 
-def p2p_s(profile: Profile, size_bytes: float, link_gbps: float | None) -> float:
+def p2p_s(profile: Profile, size_bytes: float, link_gbps: float | None, senders: int = 1) -> float:
     """A point-to-point transfer of ``size_bytes`` between two stages.
 
-    ``link_gbps`` None: both stages in one node (send_recv intra_node fit, else the nominal
-    GPU link x intra_node_p2p_efficiency). Otherwise the nominal NIC rate between the nodes,
-    scaled by the efficiency of the profile's send_recv inter_node fit (busbw / nominal) or
-    the network block's ``nic_efficiency``.
+    vLLM and Megatron split the tensor into ``senders`` chunks (one per rank of the sending
+    TP group) sent in parallel, then all-gather it on arrival (design.md section 5; the
+    all-gather is charged to the receiving stage). ``link_gbps`` None: both stages in one
+    node, each chunk on its own GPU link (send_recv intra_node fit, else the nominal GPU
+    link x intra_node_p2p_efficiency). Otherwise the chunks share the node's NIC: the nominal
+    NIC rate between the nodes scaled by the efficiency of the profile's send_recv
+    inter_node fit (busbw / nominal) or the network block's ``nic_efficiency``.
     """
     if size_bytes <= 0:
         return 0.0
     if link_gbps is None:
+        size_bytes = size_bytes / max(1, senders)
         fit = find_fit(profile.collectives, "send_recv", 2, "intra_node")
         if fit is not None:
             return collective_time_us(fit, size_bytes) * 1e-6

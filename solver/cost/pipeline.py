@@ -79,7 +79,7 @@ def _servers(stage_s: list[float], link_s: list[float], engine_s: float) -> list
 
 
 def _links(stages: list[Stage], links_gbps: list, size_bytes: float) -> list[float]:
-    return [comm.p2p_s(stages[k].profile, size_bytes, g) for k, g in enumerate(links_gbps)]
+    return [comm.p2p_s(stages[k].profile, size_bytes, g, senders=stages[k].tp) for k, g in enumerate(links_gbps)]
 
 
 def _wave(model: ModelSpec, workload: Workload, stages: list[Stage], links_gbps: list, runtime: str,
