@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from solver.errors import InputError
+from solver.inputs.fields import read_text
 
 # Raw CSV contract: written by mem_probe/mem_import, read here. Units in the names.
 RAW_COLUMNS = (
@@ -50,10 +51,7 @@ ACT_ORDER = ("c0_bytes", "c_h", "c_f_t", "c_h_t", "c_q_t", "c_attn_t")
 def read_raw(path: str | Path) -> list[dict]:
     """Rows of a raw CSV with numbers converted; empty cells become None."""
     p = Path(path)
-    try:
-        text = p.read_text().splitlines()
-    except OSError as e:
-        raise InputError(str(p), "", f"cannot read raw CSV ({e.strerror or e})") from None
+    text = read_text(p).splitlines()
     reader = csv.DictReader(text)
     missing = [c for c in ("runtime", "phase", "batch", "seq", "hidden", "tp", "peak_bytes")
                if c not in (reader.fieldnames or [])]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from calibrate.mem_fit import prefill_flops
 from solver.errors import InputError
+from solver.inputs.fields import read_text
 from solver.units import GIB
 
 DEVICE = "NVIDIA H100 80GB HBM3"
@@ -37,10 +38,7 @@ _DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
 def _read(path: Path, needed: tuple[str, ...]) -> list[dict]:
-    try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
-    except OSError as e:
-        raise InputError(str(path), "", f"cannot read ({e.strerror or e})") from None
+    rows = list(csv.DictReader(read_text(path).splitlines()))
     for c in needed:
         if not rows or c not in rows[0]:
             raise InputError(str(path), c, "missing column; is this the shared/data/h100 file?")

@@ -29,6 +29,7 @@ from pathlib import Path
 from calibrate.profile_io import atomic_write_text
 from solver.cost.collectives import algbw_gbps, busbw_gbps
 from solver.errors import InputError
+from solver.inputs.fields import read_text
 from solver.inputs.profile import COLLECTIVES, SCOPES, SOURCES
 
 STATS = ("median_max_ranks", "nccl_tests_mean")
@@ -134,10 +135,7 @@ def _parse_row(row: dict, where: str, line: int) -> RawPoint:
 def read_raw(path: str | Path) -> list[RawPoint]:
     """Read a raw CSV; one-line :class:`InputError` naming file, line and column on bad input."""
     where = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise InputError(where, "", f"cannot read file ({e.strerror or e})") from None
+    text = read_text(path, newline="")
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
     if missing:

@@ -17,6 +17,9 @@ from solver.units import GIB
 
 # vLLM and Megatron pad the vocabulary so each TP shard is aligned (design.md section 5).
 VOCAB_PAD = 64
+# Bytes per logit: vLLM upcasts the logits to fp32 before sampling (its LogitsProcessor /
+# Sampler work in float32), whatever the activation dtype.
+LOGITS_BYTES = 4
 
 
 def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
@@ -104,7 +107,7 @@ def activation_peak_bytes(profile: Profile, model: ModelSpec, tp: int, batch: in
     peak += coef["c_attn_t"] * batch * seq * seq * (a / tp) * act_bytes
     peak *= 1.0 + profile.fragmentation_frac.value
     if last:
-        peak += batch * padded_vocab(model) / tp * 4
+        peak += batch * padded_vocab(model) / tp * LOGITS_BYTES
     return peak
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,13 +19,18 @@ from solver.errors import InputError
 _MISSING = object()
 
 
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, newline: str | None = None) -> str:
+    """The file's text as UTF-8 (``newline=""`` for the csv module); unreadable or
+    undecodable -> one-line InputError. Every input file is read through here."""
     try:
-        return Path(path).read_text()
+        with open(path, encoding="utf-8", newline=newline) as f:
+            return f.read()
+    except IsADirectoryError:
+        raise InputError(str(path), "", "is a folder, expected a file") from None
     except OSError as e:
         raise InputError(str(path), "", f"cannot read file ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise InputError(str(path), "", "not a text file") from None
+    except UnicodeDecodeError as e:
+        raise InputError(str(path), "", f"not a UTF-8 text file (byte {e.start}: {e.reason})") from None
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -104,6 +110,8 @@ def _coerce(value: Any, kind: type, err) -> Any:
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise err(f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise err(f"must be a finite number, got {value!r}")
         return float(value)
     if kind is bool:
         if not isinstance(value, bool):

@@ -169,9 +169,21 @@ class Profile:
         return key in {normalize_gpu_name(n) for n in (self.gpu_name, *self.aliases)}
 
     def peak_flops(self, dtype: str) -> float:
-        """FLOP/s for matmuls in ``dtype`` (fp8 falls back to the 16-bit rate if the GPU
-        has no fp8 tensor cores listed)."""
-        v = self.peak_tflops.get(dtype) or self.peak_tflops.get("bf16") or self.peak_tflops.get("fp16")
+        """FLOP/s for matmuls with ``dtype`` weights.
+
+        fp8 weights on a GPU without fp8 tensor cores (no ``fp8`` rate listed) run as W8A16:
+        the kernels dequantize to 16 bits and multiply at the bf16 (else fp16) rate, so that
+        rate is used. A missing 16-bit rate is never substituted (a V100 has fp16 tensor cores
+        but no bf16 ones): it is an InputError naming the profile and the dtype.
+        """
+        v = self.peak_tflops.get(dtype)
+        if v is None and dtype == "fp8":
+            v = self.peak_tflops.get("bf16") or self.peak_tflops.get("fp16")
+        if v is None:
+            have = sorted(self.peak_tflops)
+            raise InputError(self.path, "gpu.peak_tflops",
+                             f"no {dtype} rate ({self.gpu_name} has no {dtype} tensor cores listed); "
+                             f"use --dtype {' or --dtype '.join(have)}")
         return v.value * 1e12
 
     def collective(self, collective: str, scope: str) -> list[CollectiveFit]:
@@ -184,15 +196,34 @@ def normalize_gpu_name(name: str) -> str:
 
 # ---------------------------------------------------------------- parsing
 
-def _value(data, where: str, path: str) -> Value:
+# Bounds of a value record's ``value``: (low, low_open, high). Physics needs rates and
+# capacities > 0 (they divide), efficiencies in (0, 1], latencies and fractions >= 0.
+POSITIVE, NONNEG, EFFICIENCY, FRACTION = (0.0, True, None), (0.0, False, None), (0.0, True, 1.0), (0.0, False, 1.0)
+NETWORK_BOUNDS = {"intra_node_alpha_us": NONNEG, "inter_node_alpha_us": NONNEG,
+                  "nic_efficiency": EFFICIENCY, "intra_node_p2p_efficiency": EFFICIENCY}
+
+
+def _value(data, where: str, path: str, bounds: tuple | None = None) -> Value:
+    """A value record; ``bounds`` (low, low_open, high) checks ``value`` (always finite)."""
     f = Fields(data, where, path, _VALUE_KEYS)
+    v = f.get("value", float)
+    if bounds is not None:
+        lo, lo_open, hi = bounds
+        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+            rng = f"({lo:g}, {hi:g}]" if hi is not None and lo_open else (
+                f"[{lo:g}, {hi:g}]" if hi is not None else ("> " if lo_open else ">= ") + f"{lo:g}")
+            raise f.error("value", f"must be {'in ' if hi is not None else ''}{rng}, got {v:g}")
     return Value(
-        value=f.get("value", float),
+        value=v,
         source=f.get("source", str, choices=SOURCES),
         ref=f.get("ref", str, ""),
         range=f.get("range", dict, None),
         fit_error=f.get("fit_error", dict, None),
     )
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _curve(data, where: str, path: str) -> Curve:
@@ -208,9 +239,9 @@ def _curve(data, where: str, path: str) -> Curve:
         xs, ys = f.get("x", list), f.get("y", list)
         if len(xs) != len(ys) or len(xs) < 2:
             raise f.error("y", "table needs x and y lists of equal length >= 2")
-        if any(not isinstance(v, (int, float)) or v <= 0 for v in xs) or sorted(xs) != list(xs):
+        if any(not _finite(v) or v <= 0 for v in xs) or sorted(xs) != list(xs):
             raise f.error("x", "must be positive numbers in increasing order")
-        if any(not isinstance(v, (int, float)) or not 0 < v <= 1 for v in ys):
+        if any(not _finite(v) or not 0 < v <= 1 for v in ys):
             raise f.error("y", "efficiencies must be numbers in (0, 1]")
         params = {"x": [float(v) for v in xs], "y": [float(v) for v in ys]}
     return Curve(kind=kind, x_quantity=f.get("x_quantity", str, "layer_gflop"), params=params,
@@ -223,7 +254,7 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
                                    "ref", "range_bytes", "max_rel_err", "mean_rel_err", "nominal_gbps",
                                    "efficiency", "table", "runtime", "note", "fit_points", "lines"))
     rng = f.get("range_bytes", list, None)
-    if rng is not None and (len(rng) != 2 or not all(isinstance(v, (int, float)) for v in rng)):
+    if rng is not None and (len(rng) != 2 or not all(_finite(v) for v in rng)):
         raise f.error("range_bytes", "must be [min_bytes, max_bytes]")
     table = f.get("table", dict, None)
     sizes, times, interp = (), (), "loglog"
@@ -231,8 +262,12 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
         tf = Fields(table, where, f"{path}.table", ("size_bytes", "time_us", "interp"))
         sizes, times = tf.get("size_bytes", list), tf.get("time_us", list)
         interp = tf.get("interp", str, "loglog", choices=("loglog", "linear"))
-        if len(sizes) != len(times) or len(sizes) < 2 or sorted(sizes) != list(sizes):
+        if len(sizes) != len(times) or len(sizes) < 2:
             raise tf.error("time_us", "size_bytes (increasing) and time_us need equal length >= 2")
+        if not all(_finite(v) and v > 0 for v in sizes) or sorted(sizes) != list(sizes):
+            raise tf.error("size_bytes", "must be finite numbers > 0 in increasing order")
+        if not all(_finite(v) and v > 0 for v in times):
+            raise tf.error("time_us", "must be finite numbers > 0")
     lines = []
     for i, ln in enumerate(f.get("lines", list, [])):
         lf = Fields(ln, where, f"{path}.lines[{i}]", ("alpha_us", "busbw_gbps"))
@@ -305,16 +340,18 @@ def parse_profile(data: object, where: str) -> Profile:
     peaks_raw = g.get("peak_tflops", dict)
     if not peaks_raw:
         raise g.error("peak_tflops", "needs at least one dtype (bf16, fp16, fp8)")
-    peaks = {k: _value(v, where, f"gpu.peak_tflops.{k}") for k, v in peaks_raw.items()}
+    peaks = {k: _value(v, where, f"gpu.peak_tflops.{k}", POSITIVE) for k, v in peaks_raw.items()}
     aliases = g.get("aliases", list, [])
     if not all(isinstance(a, str) for a in aliases):
         raise g.error("aliases", "must be a list of strings")
     colls_raw = top.get("collectives", list, [])
     colls = tuple(_collective(c, where, f"collectives[{i}]") for i, c in enumerate(colls_raw))
-    net_raw = top.get("network", dict, {})
+    net_raw = top.get("network", dict)
     net_f = Fields(net_raw, where, "network", ("inter_node_alpha_us", "nic_efficiency",
                                                "intra_node_alpha_us", "intra_node_p2p_efficiency"))
-    network = {k: _value(v, where, f"network.{k}") for k, v in net_f.data.items()}
+    for k in NETWORK_BOUNDS:  # solver/cost/comm.py falls back on all four
+        net_f.get(k, dict)
+    network = {k: _value(v, where, f"network.{k}", NETWORK_BOUNDS[k]) for k, v in net_f.data.items()}
     mem = Fields(top.get("memory", dict), where, "memory",
                  ("activation_peak", "runtime_overhead_gib", "fragmentation_frac", "note"))
     comp = Fields(top.get("compute", dict), where, "compute",
@@ -326,22 +363,22 @@ def parse_profile(data: object, where: str) -> Profile:
         gpu_name=g.get("name", str),
         aliases=tuple(aliases),
         interconnect=g.get("interconnect", str, choices=("nvlink", "pcie")),
-        memory_gib=_value(g.get("memory_gib", dict), where, "gpu.memory_gib"),
-        intra_node_gbps=_value(g.get("intra_node_gbps", dict), where, "gpu.intra_node_gbps"),
+        memory_gib=_value(g.get("memory_gib", dict), where, "gpu.memory_gib", POSITIVE),
+        intra_node_gbps=_value(g.get("intra_node_gbps", dict), where, "gpu.intra_node_gbps", POSITIVE),
         peak_tflops=peaks,
-        hbm_gbps=_value(g.get("hbm_gbps", dict), where, "gpu.hbm_gbps"),
+        hbm_gbps=_value(g.get("hbm_gbps", dict), where, "gpu.hbm_gbps", POSITIVE),
         collectives=colls,
         network=network,
         activation=_activation(act_raw, where, "memory.activation_peak") if act_raw else None,
-        runtime_overhead_gib=_value(mem.get("runtime_overhead_gib", dict), where, "memory.runtime_overhead_gib"),
-        fragmentation_frac=_value(mem.get("fragmentation_frac", dict), where, "memory.fragmentation_frac"),
+        runtime_overhead_gib=_value(mem.get("runtime_overhead_gib", dict), where, "memory.runtime_overhead_gib", NONNEG),
+        fragmentation_frac=_value(mem.get("fragmentation_frac", dict), where, "memory.fragmentation_frac", FRACTION),
         prefill_efficiency=_curve(comp.get("prefill_efficiency", dict), where, "compute.prefill_efficiency"),
         decode_efficiency=_curve(comp.get("decode_efficiency", dict), where, "compute.decode_efficiency"),
         provenance=top.get("provenance", dict, {}),
         serving=serving,
         engine_allreduce=engine_allreduce,
         prefill_elementwise_passes=(_value(comp.data["prefill_elementwise_passes"], where,
-                                           "compute.prefill_elementwise_passes")
+                                           "compute.prefill_elementwise_passes", NONNEG)
                                     if "prefill_elementwise_passes" in comp.data else None),
         raw=data,
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from solver.errors import InputError
+from solver.inputs.fields import read_text
 from solver.inputs.workload import WEIGHT_DTYPES
 
 REQUIRED = ("model", "gpu", "nodes", "gpus_used_per_node", "interconnect", "nic_gbps", "tp", "pp",
@@ -117,11 +118,7 @@ def _parse_row(path: str, index: int, line: int, data: dict) -> MeasuredRow:
 def read_measurements(path: str | Path) -> list[MeasuredRow]:
     """All rows of a measurements CSV; raises InputError on the first bad cell."""
     p = str(path)
-    try:
-        with open(path, newline="") as f:
-            text = f.read()
-    except OSError as e:
-        raise InputError(p, "", f"cannot read file ({e.strerror or e})") from None
+    text = read_text(path, newline="")
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
