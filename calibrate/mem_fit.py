@@ -29,8 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from solver.cost.compute import prefill_layer_flops
+from solver.cost.memory import activation_terms
 from solver.errors import InputError
 from solver.inputs.fields import read_text
+from solver.inputs.model import ModelSpec
 
 # Raw CSV contract: written by mem_probe/mem_import, read here. Units in the names.
 RAW_COLUMNS = (
@@ -66,6 +69,8 @@ def read_raw(path: str | Path) -> list[dict]:
                 row[c] = None if v == "" else (int(float(v)) if c in _INT_COLS else float(v))
             except ValueError:
                 raise InputError(str(p), f"line {i}: {c}", f"not a number: {v!r}") from None
+            if row[c] is not None and not math.isfinite(row[c]):
+                raise InputError(str(p), f"line {i}: {c}", f"must be a finite number, got {v!r}")
         rows.append(row)
     if not rows:
         raise InputError(str(p), "", "raw CSV has no rows")
@@ -116,14 +121,17 @@ def _num_eq(a, b: str) -> bool:
 
 # ---------------------------------------------------------------- activation
 
+def row_model(r: dict) -> ModelSpec:
+    """The layer a raw row measured, as the solver's ModelSpec (vocab/layers do not enter the
+    per-layer formulas), so the fit and the solver's prediction share one formula."""
+    return ModelSpec(name="raw row", num_layers=max(1, r.get("layers") or 1), hidden_size=r["hidden"],
+                     num_heads=r["heads"], num_kv_heads=r["kv_heads"], head_dim=r["head_dim"],
+                     ffn_size=r["ffn"], vocab_size=1, gated_mlp=bool(r.get("gated_mlp", 1)))
+
+
 def activation_features(r: dict) -> dict:
-    """Per-coefficient regressors of one row, exactly the solver's formula."""
-    t, p = r["tp"], r["dtype_bytes"]
-    tokens = r["batch"] * r["seq"]
-    h, f, a, d = r["hidden"], r["ffn"], r["heads"], r["head_dim"]
-    return {"c0_bytes": 1.0, "c_h": tokens * p * h, "c_h_t": tokens * p * h / t,
-            "c_f_t": tokens * p * f / t, "c_q_t": tokens * p * a * d / t,
-            "c_attn_t": r["batch"] * r["seq"] ** 2 * (a / t) * p}
+    """Per-coefficient regressors of one row: solver.cost.memory.activation_terms."""
+    return activation_terms(row_model(r), r["tp"], r["batch"], r["seq"], r["dtype_bytes"])
 
 
 def activation_target(r: dict) -> float:
@@ -213,16 +221,9 @@ def layer_gflop(r: dict) -> float:
 
 
 def prefill_flops(r: dict) -> float:
-    """design.md section 5: 2*T*matmul params per GPU + causal attention 4*T*s*d*a/t / 2,
-    per layer, times layers. Params per GPU: q, o (h*a*d/t each), k, v (h*kv*d/t each, not
-    replicated: the emulated shard holds max(1, kv/t) heads, see mem_layers), MLP 3 or 2 x h*f/t.
-    Norms and rotary are not counted (elementwise, no matmul FLOPs)."""
-    h, a, d, t = r["hidden"], r["heads"], r["head_dim"], r["tp"]
-    kv_local = max(1, r["kv_heads"] // t)
-    params = 2 * h * (a // t) * d + 2 * h * kv_local * d + (3 if r["gated_mlp"] else 2) * h * (r["ffn"] // t)
-    tokens = r["batch"] * r["seq"]
-    attn = 2.0 * r["batch"] * r["seq"] ** 2 * d * (a // t)
-    return float(r["layers"] * (2.0 * tokens * params + attn))
+    """FLOPs of the row's prefill over its layers: solver.cost.compute.prefill_layer_flops
+    (2*T*matmul params per GPU + causal attention; norms and rotary are elementwise)."""
+    return float(r["layers"] * prefill_layer_flops(row_model(r), r["tp"], r["batch"], r["seq"]))
 
 
 @dataclass

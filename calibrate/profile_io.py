@@ -8,35 +8,23 @@ loader before ``os.replace`` puts it in place, so a bad write never leaves a bro
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
+from solver.cli_common import atomic_write_text, check_writable_path  # noqa: F401 (shared writer)
+from solver.errors import InputError
+from solver.inputs.fields import load_json
 from solver.inputs.profile import SCHEMA_VERSION, parse_profile
 
 
 def read_profile_dict(path: str | Path) -> dict | None:
     p = Path(path)
+    check_writable_path(p)
     if not p.exists():
         return None
-    return json.loads(p.read_text())
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    data = load_json(p)
+    if not isinstance(data, dict):
+        raise InputError(str(p), "", f"must be a JSON object (a profile), got {type(data).__name__}")
+    return data
 
 
 def write_profile(path: str | Path, data: dict) -> None:

@@ -40,7 +40,10 @@ GPUS: dict[str, dict] = {
     },
     "V100-SXM2-16GB": {
         "aliases": ["V100", "V100-16GB", "Tesla V100-SXM2-16GB", "v100"],
-        "memory_gib": (16.0, "NVIDIA V100 datasheet: 16 GB HBM2"),
+        "memory_gib": (16.0, "NVIDIA V100 datasheet: 16 GB HBM2, i.e. 16 GiB physical; unlike the other "
+                             "entries not the usable total nvidia-smi reports, which is lower (16160 MiB = "
+                             "15.78 GiB in public nvidia-smi logs, none pinned as a citable source here): "
+                             "may overstate usable memory by ~1.4%"),
         "interconnect": "nvlink",
         "intra_node_gbps": (150.0, "V100 datasheet: NVLink2 6 links x 25 GB/s per direction in total; "
                                    "DGX-1 pairs have 1-2 links, some none (design.md section 3)"),

@@ -66,7 +66,8 @@ def profiles(tmp: Path):
 
 def big_rows(profs, names, solver, time_limit):
     rows = []
-    wl = Workload(batch=32, prompt_len=2048, output_len=512)
+    # fp16, not bf16: the pools include V100s, which have no bf16 tensor cores (design.md section 3)
+    wl = Workload(batch=32, prompt_len=2048, output_len=512, dtype="fp16")
     for pool_name in names:
         c = cluster(POOLS[pool_name])
         for model_name in MODELS:
@@ -81,8 +82,8 @@ def big_rows(profs, names, solver, time_limit):
             hom, gr = r.baselines["homogeneous"], r.baselines["greedy"]
             ratio = lambda b: f"{r.plan.throughput_tok_s / b.throughput_tok_s:.2f}x" if b else "n/a"  # noqa: E731
             rows.append([pool_name, model_name, r.status, f"{r.gap * 100:.3f}%", f"{wall:.1f}", f"{r.solve_s:.2f}",
-                         r.columns, r.plan.throughput_tok_s, f"{ratio(hom)} / {ratio(gr)}"])
-    return render(["pool", "model", "status", "gap", "total_s", "milp_s", "shapes", "tokens_per_s",
+                         r.columns, r.heuristic_splits, r.plan.throughput_tok_s, f"{ratio(hom)} / {ratio(gr)}"])
+    return render(["pool", "model", "status", "gap", "total_s", "milp_s", "shapes", "heuristic_splits", "tokens_per_s",
                    "vs homogeneous / greedy"], rows, "generated pools (batch 32, prompt 2048, output 512)")
 
 

@@ -34,6 +34,10 @@ if [[ "$what" == all || "$what" == collectives ]]; then
         --collective "${c##*:}" --ranks 4 --nodes 1 --log-gpu "NVIDIA H100" --nccl 2.22.3 \
         --proxy-reason "the log prints the device only as 'NVIDIA H100' (form factor and memory not stated); busbw of ~324 GB/s at 128 MiB on 4 ranks is above any PCIe rate, so the GPUs are NVLink-connected like H100 SXM"
   done
+  # 8x V100-SXM2-16GB, one node, NVLink hybrid cube-mesh (no NVSwitch): all_reduce n=8 intra_node
+  "$CAL" import-nccl-tests "$LOGS/v100_sxm2_16gb_8gpu_allreduce_konnase.log" \
+      --gpu V100 --out profiles/v100.json --source published \
+      --collective all_reduce --ranks 8 --nodes 1 --log-gpu "Tesla V100-SXM2-16GB"
 fi
 
 # ---------------------------------------------------------------- serving (L40S, A10G)

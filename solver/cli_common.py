@@ -4,13 +4,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 from solver.cost.warn import CalibrationWarning
 from solver.errors import InputError
 from solver.inputs.workload import KV_DTYPES, WEIGHT_DTYPES, Workload
+
+
+def _number(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """argparse ``type=``: a finite number > 0 (bandwidths, time limits)."""
+    v = _number(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """argparse ``type=``: a finite number >= 0 (throughput floors, tolerances)."""
+    v = _number(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return v
+
+
+def fraction(text: str) -> float:
+    """argparse ``type=``: a finite number in (0, 1] (memory utilization, efficiencies)."""
+    v = _number(text)
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text!r}")
+    return v
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -63,3 +101,40 @@ def emit(payload: dict, as_json: bool, human: str, warns: list[str]) -> None:
     print(human)
     for w in warns:
         print(f"warning: {w}", file=sys.stderr)
+
+
+# Mode of written files: mkstemp creates 0600; profiles and plans are shared artifacts.
+FILE_MODE = 0o644
+
+
+def check_writable_path(path: str | Path) -> None:
+    """``path`` can be written as a file: not a folder, its parent not a file. InputError otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(str(p), "", "is a folder; give a file path")
+    parent = next((a for a in p.parents if a.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError(str(p), "", f"{parent} is a file, not a folder")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temp file in the same folder, fsync, chmod 0644, then rename over ``path``.
+    A folder at ``path`` (or an unwritable folder) is a one-line InputError; nothing is left."""
+    p = Path(path)
+    check_writable_path(p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise InputError(str(p), "", f"cannot write ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -11,8 +11,16 @@ import sys
 from solver.errors import InfeasibleError, InputError
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag (``type=`` helper refusal, unknown choice, missing option) is an
+    InputError -- one line, exit 2 -- like any other bad input; no usage dump."""
+
+    def error(self, message: str):
+        raise InputError("", "", message)
+
+
 def build_parser(prog: str, description: str, modules: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = OneLineParser(prog=prog, description=description)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in modules:
         importlib.import_module(mod).register(sub)
@@ -20,8 +28,8 @@ def build_parser(prog: str, description: str, modules: list[str]) -> argparse.Ar
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except (InputError, InfeasibleError) as e:
         msg = e.line() if isinstance(e, InputError) else str(e)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from solver.cli_common import (add_model_args, add_output_args, add_workload_args, collect_warnings, emit,
-                               workload_from)
+                               fraction, positive_float, workload_from)
 from solver.cost.pipeline import estimate_pipeline, even_split
 from solver.cost.serving import serving_config
 from solver.cost.stage import Stage, stage_mem, stage_time
@@ -34,13 +34,13 @@ def register(sub) -> None:
                         "(default: only when --layers covers the model, else middle)")
     p.add_argument("--gpus-per-node", type=int, default=8,
                    help="GPUs per node; with --pp, stages fill nodes in order (default 8)")
-    p.add_argument("--nic-gbps", type=float, default=None,
+    p.add_argument("--nic-gbps", type=positive_float, default=None,
                    help="NIC bandwidth between nodes, GB/s per direction (needed when stages span nodes)")
     p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
                    help="what crosses stage boundaries: vllm sends hidden+residual, megatron one tensor")
     add_workload_args(p, batch_default=1)
     g = p.add_argument_group("serving engine (with --pp; defaults: the profile's serving section, else vLLM's)")
-    g.add_argument("--gpu-memory-utilization", type=float, default=None,
+    g.add_argument("--gpu-memory-utilization", type=fraction, default=None,
                    help="fraction of GPU memory the engine may use; the KV cache gets what weights, the "
                         "activation peak and runtime overhead leave (default: profile, else 0.9)")
     g.add_argument("--max-num-seqs", type=int, default=None,

@@ -4,17 +4,16 @@ MILP's status, bound and gap, two baselines, and vLLM launch commands."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
+from solver.cli_common import atomic_write_text, check_writable_path, nonneg_float, positive_float
 from solver.errors import InputError
 from solver.inputs.cluster import load_cluster
 from solver.inputs.model import load_model
 from solver.inputs.profile import load_profiles
 from solver.plan.milp import SOLVERS
-from solver.plan.planner import OBJECTIVES, plan
+from solver.plan.planner import MAX_POOL_NODES, OBJECTIVES, plan
 from solver.report.plan_report import plan_human, plan_payload
 
 # The planner visits many stage sizes; a table for people shows the first few notices.
@@ -23,10 +22,16 @@ MAX_WARNINGS_SHOWN = 5
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "plan", help="place replicas and pipeline stages on a GPU pool (exact MILP, gap, baselines, vLLM commands)",
+        "plan", help="place replicas and pipeline stages on a GPU pool (MILP with gap, baselines, vLLM commands)",
         description="Choose replicas, each a pipeline of TP groups inside nodes holding contiguous layers, "
                     "to maximise total tokens/s or minimise $/h under a throughput floor. Every replica serves "
-                    "--batch sequences (an offline batch per replica); throughput sums over replicas. "
+                    "--batch sequences (an offline batch per replica, in waves when its KV cache holds fewer); "
+                    "throughput sums over replicas. A layout is feasible when the serving model runs at least "
+                    "one sequence on it. 'optimal' is proven over the searched layouts only: replica shapes of "
+                    "up to --max-blocks blocks, up to --extra-stages stages deeper than the shallowest that "
+                    "fits, one layer split each; where a split came from hill-climbing the status says "
+                    "'optimal over searched layouts (splits heuristic for N layouts)'. After --time-limit the "
+                    f"status is 'feasible' with the solver's bound and gap. Pools of at most {MAX_POOL_NODES:,} nodes. "
                     "Exit 2 on bad input or when no plan exists.")
     p.add_argument("--profile", action="append", required=True, metavar="PATH",
                    help="profile JSON of a GPU type, or a folder of them; repeat for every GPU type in the cluster")
@@ -34,10 +39,10 @@ def register(sub) -> None:
     p.add_argument("--cluster", required=True, help="cluster YAML (examples/clusters/)")
     p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
                    help="throughput: max total tokens/s; cost: min $/h with --min-throughput (default throughput)")
-    p.add_argument("--min-throughput", type=float, default=0.0, metavar="TOK_S",
+    p.add_argument("--min-throughput", type=nonneg_float, default=0.0, metavar="TOK_S",
                    help="tokens/s the plan must reach (cost objective), default 0")
     p.add_argument("--max-replicas", type=int, default=None, metavar="R", help="at most R replicas (default no cap)")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+    p.add_argument("--time-limit", type=positive_float, default=60.0, metavar="S",
                    help="MILP time limit in seconds (default 60); on expiry the best plan is reported with its gap")
     p.add_argument("--solver", choices=SOLVERS, default="cbc", help="MILP solver: cbc (bundled) or highs (default cbc)")
     p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
@@ -68,27 +73,16 @@ def _check_args(args) -> None:
         raise InputError("", "--extra-stages", f"must be >= 0, got {args.extra_stages}")
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Temp file in the same folder, then os.replace: the file is whole or absent."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args) -> int:
     _check_args(args)
     model = load_model(args.model)
     workload = workload_from(args)
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        raise InputError("", "--out", f"folder of {args.out} does not exist")
+    if args.out:
+        check_writable_path(args.out)
+        if not Path(args.out).resolve().parent.is_dir():
+            raise InputError("", "--out", f"folder of {args.out} does not exist")
     with collect_warnings(args.strict) as warns:
         result = plan(model, workload, cluster, profiles, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
@@ -99,7 +93,7 @@ def run(args) -> int:
                          "batch": workload.batch, "prompt_len": workload.prompt_len,
                          "output_len": workload.output_len, "dtype": workload.dtype}
     if args.out:
-        write_atomic(args.out, json.dumps(dict(payload, warnings=warns), indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(dict(payload, warnings=warns), indent=2) + "\n")
     title = (f"{model.name} on {cluster.name}: batch {workload.batch} per replica, prompt {workload.prompt_len}, "
              f"output {workload.output_len}, objective {args.objective}")
     shown = warns if args.json or len(warns) <= MAX_WARNINGS_SHOWN else (

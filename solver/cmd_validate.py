@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from solver.cli_common import collect_warnings
+from solver.cli_common import collect_warnings, fraction, positive_float
 from solver.cost.pipeline import PipelineEstimate, estimate_pipeline, even_split
 from solver.cost.serving import serving_config
 from solver.cost.stage import Stage
@@ -44,10 +44,10 @@ def register(sub) -> None:
     p.add_argument("--assume-batch", type=int, default=ASSUME_BATCH,
                    help=f"batch for rows with a blank num_requests (default {ASSUME_BATCH}: the request count "
                         "in the metadata of the shared L40S dataset)")
-    p.add_argument("--assume-nic-gbps", type=float, default=ASSUME_NIC_GBPS,
+    p.add_argument("--assume-nic-gbps", type=positive_float, default=ASSUME_NIC_GBPS,
                    help=f"NIC GB/s per direction for multi-node rows with a blank nic_gbps (default "
                         f"{ASSUME_NIC_GBPS:g} = 100 Gb/s)")
-    p.add_argument("--gpu-memory-utilization", type=float, default=None,
+    p.add_argument("--gpu-memory-utilization", type=fraction, default=None,
                    help="override for every row (default: the row's column, else the profile's serving "
                         "section, else vLLM's 0.9)")
     p.add_argument("--max-num-seqs", type=int, default=None,

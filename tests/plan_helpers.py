@@ -33,10 +33,10 @@ def syn_profile(name: str = "SYN-80", memory_gib: float = 80.0, hbm_gbps: float 
     return parse_profile(data, f"{name}.json")
 
 
-def pool(*groups, inter_group_gbps=None):
+def pool(*groups, inter_group_gbps=None, interconnect="nvlink"):
     """groups: (name, count, gpu, gpus_per_node, nic_gbps, usd_per_gpu_hour)."""
     data = {"name": "test", "node_groups": [
-        {"name": n, "count": c, "gpu": gpu, "gpus_per_node": k, "interconnect": "nvlink", "nic_gbps": nic,
+        {"name": n, "count": c, "gpu": gpu, "gpus_per_node": k, "interconnect": interconnect, "nic_gbps": nic,
          "usd_per_gpu_hour": usd} for n, c, gpu, k, nic, usd in groups]}
     if inter_group_gbps is not None:
         data["inter_group_gbps"] = inter_group_gbps

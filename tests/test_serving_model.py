@@ -79,20 +79,20 @@ def test_sequence_that_does_not_fit_gives_zero_throughput(synthetic_profile):
 def test_compute_bound_prefill_memory_bound_decode(synthetic_profile):
     """TOY, TP1, PP1, batch 2, prompt 1000, output 11. Both prompts go in one prefill step
     (budget max(1011, 2048) tokens).
-    Prefill, per layer: 2 x 2000 x 16,779,264 + causal attention 2 x 2 x 1000^2 x 128 x 8
-    = 71,213,056,000 FLOP -> 1.42426112e-4 s at 5e14 (reading 33.6 MB takes 6.7e-5 s: compute
-    bound); 2 layers + LM head (2.62144e-7 s, memory) = 2.85114368e-4 s.
+    Prefill, per layer: 2 x 2000 x 16,777,216 (matmul params: norms excluded) + causal attention
+    2 x 2 x 1000^2 x 128 x 8 = 71,204,864,000 FLOP -> 1.42409728e-4 s at 5e14 (reading 33.6 MB
+    takes 6.7e-5 s: compute bound); 2 layers + LM head (2.62144e-7 s, memory) = 2.850816e-4 s.
     Decode, per layer: weights 33,558,528 B + KV 2 seqs x 1005.5 (mean context) x 2 x 1024
     x 2 B = 8,237,056 B -> 41,795,584 B / 5e11 = 8.3591168e-5 s (FLOPs ~7.5e7: memory
     bound); 2 layers + LM head = 1.6744448e-4 s per step. The prefill samples the first
-    token: 10 decode steps = 1.6744448e-3 s. Elapsed 1.959559168e-3 s for 2 x 1011 tokens
-    -> 1,031,864.73 tokens/s."""
+    token: 10 decode steps = 1.6744448e-3 s. Elapsed 1.9595264e-3 s for 2 x 1011 tokens
+    -> 1,031,881.99 tokens/s."""
     w = Workload(batch=2, prompt_len=1000, output_len=11, dtype="fp16")
     est = estimate_pipeline(TOY, w, [Stage(synthetic_profile, 1, 2, True, True)], [])
-    assert est.prefill_s == pytest.approx(2.85114368e-4)
+    assert est.prefill_s == pytest.approx(2.850816e-4)
     assert est.decode_round_s == pytest.approx(1.6744448e-4)
     assert est.decode_s == pytest.approx(1.6744448e-3)
-    assert est.throughput_tok_s == pytest.approx(1_031_864.73, rel=1e-8)
+    assert est.throughput_tok_s == pytest.approx(1_031_881.99, rel=1e-8)
     assert est.concurrency.limited_by == "batch"
 
 

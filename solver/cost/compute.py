@@ -14,8 +14,16 @@ from solver.inputs.workload import Workload
 
 
 def matmul_params_per_gpu(model: ModelSpec, tp: int) -> float:
-    """Parameters one token multiplies through on one rank (top-k experts for MoE)."""
-    return model.active_layer_params() / tp
+    """Matmul weights one token multiplies through on one rank, sharded as
+    ``memory.layer_weight_bytes`` holds them: q/o and the top-k experts' MLP split by t, k/v
+    split by t but replicated past a_kv, the MoE router replicated. Norms and biases are
+    elementwise (no matmul FLOPs). ``calibrate.mem_fit`` counts measured FLOPs with this."""
+    h = model.hidden_size
+    q_o = 2 * h * model.q_dim / tp
+    k_v = 2 * h * model.head_dim * kv_heads_per_gpu(model, tp)
+    mlp = model.experts_per_token * model.mlp_params_per_expert() / tp
+    router = h * model.num_experts if model.is_moe else 0
+    return q_o + k_v + mlp + router
 
 
 def prefill_layer_flops(model: ModelSpec, tp: int, batch: int, seq: int) -> float:

@@ -84,6 +84,16 @@ def _default_coefs(model: ModelSpec) -> dict:
             "c_q_t": 2.0, "c_attn_t": 0.0}
 
 
+def activation_terms(model: ModelSpec, tp: int, batch: int, seq: int, act_bytes: float) -> dict:
+    """The regressor of each ``tokens_linear_v1`` coefficient (peak = sum coef x term);
+    ``calibrate.mem_fit`` fits the coefficients on these same terms."""
+    h, a, d = model.hidden_size, model.num_heads, model.head_dim
+    f = model.ffn_size * model.experts_per_token
+    tp_bytes = batch * seq * act_bytes
+    return {"c0_bytes": 1.0, "c_h": tp_bytes * h, "c_h_t": tp_bytes * h / tp, "c_f_t": tp_bytes * f / tp,
+            "c_q_t": tp_bytes * a * d / tp, "c_attn_t": batch * seq * seq * (a / tp) * act_bytes}
+
+
 def activation_peak_bytes(profile: Profile, model: ModelSpec, tp: int, batch: int, seq: int,
                           act_bytes: float, last: bool = False) -> float:
     """Transient peak above weights and KV during one prefill forward of ``batch`` x ``seq``
@@ -98,13 +108,8 @@ def activation_peak_bytes(profile: Profile, model: ModelSpec, tp: int, batch: in
     else:
         coef = act.coef
         _check_range(profile, act.range or {}, tokens=batch * seq, tp=tp, hidden=model.hidden_size)
-    h, a, d = model.hidden_size, model.num_heads, model.head_dim
-    f = model.ffn_size * model.experts_per_token
-    tokens = batch * seq
-    per_token = (coef["c_h"] * h + coef["c_h_t"] * h / tp + coef["c_f_t"] * f / tp
-                 + coef["c_q_t"] * a * d / tp)
-    peak = coef["c0_bytes"] + tokens * act_bytes * per_token
-    peak += coef["c_attn_t"] * batch * seq * seq * (a / tp) * act_bytes
+    terms = activation_terms(model, tp, batch, seq, act_bytes)
+    peak = sum(coef[k] * terms[k] for k in terms)
     peak *= 1.0 + profile.fragmentation_frac.value
     if last:
         peak += batch * padded_vocab(model) / tp * LOGITS_BYTES

@@ -99,6 +99,11 @@ class Fields:
         return value
 
 
+def finite_number(v: Any) -> bool:
+    """A real number (not a bool), not NaN or +-inf."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _coerce(value: Any, kind: type, err) -> Any:
     # bool is a subclass of int: refuse it where a number is expected
     if kind is int:

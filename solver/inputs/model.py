@@ -124,6 +124,8 @@ def parse_hf_config(cfg: object, where: str, name: str = "model") -> ModelSpec:
         raise InputError(where, "", "config must be a JSON object")
     if "text_config" in cfg and "num_hidden_layers" not in cfg:
         cfg = cfg["text_config"]  # multimodal wrappers keep the LM config nested
+        if not isinstance(cfg, dict):
+            raise InputError(where, "text_config", f"must be a JSON object, got {type(cfg).__name__}")
     model_type = str(cfg.get("model_type", "")).lower()
     h = _int(cfg, where, "hidden_size", "n_embd", "d_model")
     a = _int(cfg, where, "num_attention_heads", "n_head")
@@ -132,6 +134,9 @@ def parse_hf_config(cfg: object, where: str, name: str = "model") -> ModelSpec:
         raise InputError(where, "num_key_value_heads", f"{a_kv} does not divide num_attention_heads {a}")
     head_dim = _int(cfg, where, "head_dim", default=h // a)
     experts = _int(cfg, where, "num_local_experts", "num_experts", default=1)
+    top_k = _int(cfg, where, "num_experts_per_tok", default=1) if experts > 1 else 1
+    if top_k > experts:
+        raise InputError(where, "num_experts_per_tok", f"{top_k} exceeds the {experts} experts")
     gated = cfg.get("gated_mlp")
     if gated is None:
         gated = model_type not in _NON_GATED_TYPES
@@ -151,6 +156,6 @@ def parse_hf_config(cfg: object, where: str, name: str = "model") -> ModelSpec:
         tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         qkv_bias=bool(qkv_bias),
         num_experts=experts,
-        experts_per_token=_int(cfg, where, "num_experts_per_tok", default=1) if experts > 1 else 1,
+        experts_per_token=top_k,
         source=str(cfg.get("_source", where)),
     )

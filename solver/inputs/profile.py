@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from solver.errors import InputError
-from solver.inputs.fields import Fields, load_json
+from solver.inputs.fields import Fields, finite_number, load_json
 
 SCHEMA_VERSION = 1
 SOURCES = ("measured", "published", "synthetic", "default")
@@ -169,13 +169,9 @@ class Profile:
         return key in {normalize_gpu_name(n) for n in (self.gpu_name, *self.aliases)}
 
     def peak_flops(self, dtype: str) -> float:
-        """FLOP/s for matmuls with ``dtype`` weights.
-
-        fp8 weights on a GPU without fp8 tensor cores (no ``fp8`` rate listed) run as W8A16:
-        the kernels dequantize to 16 bits and multiply at the bf16 (else fp16) rate, so that
-        rate is used. A missing 16-bit rate is never substituted (a V100 has fp16 tensor cores
-        but no bf16 ones): it is an InputError naming the profile and the dtype.
-        """
+        """FLOP/s for matmuls with ``dtype`` weights. fp8 weights on a GPU with no ``fp8`` rate
+        run as W8A16 (kernels dequantize to 16 bits): the bf16, else fp16, rate. A missing 16-bit
+        rate is never substituted (V100: fp16 tensor cores, no bf16): InputError."""
         v = self.peak_tflops.get(dtype)
         if v is None and dtype == "fp8":
             v = self.peak_tflops.get("bf16") or self.peak_tflops.get("fp16")
@@ -196,23 +192,19 @@ def normalize_gpu_name(name: str) -> str:
 
 # ---------------------------------------------------------------- parsing
 
-# Bounds of a value record's ``value``: (low, low_open, high). Physics needs rates and
-# capacities > 0 (they divide), efficiencies in (0, 1], latencies and fractions >= 0.
-POSITIVE, NONNEG, EFFICIENCY, FRACTION = (0.0, True, None), (0.0, False, None), (0.0, True, 1.0), (0.0, False, 1.0)
+# Bounds of a value record's ``value`` (test, text). Rates and capacities divide: > 0.
+POSITIVE, NONNEG = (lambda v: v > 0, "> 0"), (lambda v: v >= 0, ">= 0")
+EFFICIENCY, FRACTION = (lambda v: 0 < v <= 1, "in (0, 1]"), (lambda v: 0 <= v <= 1, "in [0, 1]")
 NETWORK_BOUNDS = {"intra_node_alpha_us": NONNEG, "inter_node_alpha_us": NONNEG,
                   "nic_efficiency": EFFICIENCY, "intra_node_p2p_efficiency": EFFICIENCY}
 
 
 def _value(data, where: str, path: str, bounds: tuple | None = None) -> Value:
-    """A value record; ``bounds`` (low, low_open, high) checks ``value`` (always finite)."""
+    """A value record; ``value`` is finite and, with ``bounds``, within them."""
     f = Fields(data, where, path, _VALUE_KEYS)
     v = f.get("value", float)
-    if bounds is not None:
-        lo, lo_open, hi = bounds
-        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
-            rng = f"({lo:g}, {hi:g}]" if hi is not None and lo_open else (
-                f"[{lo:g}, {hi:g}]" if hi is not None else ("> " if lo_open else ">= ") + f"{lo:g}")
-            raise f.error("value", f"must be {'in ' if hi is not None else ''}{rng}, got {v:g}")
+    if bounds is not None and not bounds[0](v):
+        raise f.error("value", f"must be {bounds[1]}, got {v:g}")
     return Value(
         value=v,
         source=f.get("source", str, choices=SOURCES),
@@ -220,10 +212,6 @@ def _value(data, where: str, path: str, bounds: tuple | None = None) -> Value:
         range=f.get("range", dict, None),
         fit_error=f.get("fit_error", dict, None),
     )
-
-
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _curve(data, where: str, path: str) -> Curve:
@@ -239,9 +227,9 @@ def _curve(data, where: str, path: str) -> Curve:
         xs, ys = f.get("x", list), f.get("y", list)
         if len(xs) != len(ys) or len(xs) < 2:
             raise f.error("y", "table needs x and y lists of equal length >= 2")
-        if any(not _finite(v) or v <= 0 for v in xs) or sorted(xs) != list(xs):
+        if any(not finite_number(v) or v <= 0 for v in xs) or sorted(xs) != list(xs):
             raise f.error("x", "must be positive numbers in increasing order")
-        if any(not _finite(v) or not 0 < v <= 1 for v in ys):
+        if any(not finite_number(v) or not 0 < v <= 1 for v in ys):
             raise f.error("y", "efficiencies must be numbers in (0, 1]")
         params = {"x": [float(v) for v in xs], "y": [float(v) for v in ys]}
     return Curve(kind=kind, x_quantity=f.get("x_quantity", str, "layer_gflop"), params=params,
@@ -254,7 +242,7 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
                                    "ref", "range_bytes", "max_rel_err", "mean_rel_err", "nominal_gbps",
                                    "efficiency", "table", "runtime", "note", "fit_points", "lines"))
     rng = f.get("range_bytes", list, None)
-    if rng is not None and (len(rng) != 2 or not all(_finite(v) for v in rng)):
+    if rng is not None and (len(rng) != 2 or not all(finite_number(v) for v in rng)):
         raise f.error("range_bytes", "must be [min_bytes, max_bytes]")
     table = f.get("table", dict, None)
     sizes, times, interp = (), (), "loglog"
@@ -264,10 +252,8 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
         interp = tf.get("interp", str, "loglog", choices=("loglog", "linear"))
         if len(sizes) != len(times) or len(sizes) < 2:
             raise tf.error("time_us", "size_bytes (increasing) and time_us need equal length >= 2")
-        if not all(_finite(v) and v > 0 for v in sizes) or sorted(sizes) != list(sizes):
-            raise tf.error("size_bytes", "must be finite numbers > 0 in increasing order")
-        if not all(_finite(v) and v > 0 for v in times):
-            raise tf.error("time_us", "must be finite numbers > 0")
+        if not all(finite_number(v) and v > 0 for v in (*sizes, *times)) or sorted(sizes) != list(sizes):
+            raise tf.error("time_us", "must be finite numbers > 0, and size_bytes too (increasing)")
     lines = []
     for i, ln in enumerate(f.get("lines", list, [])):
         lf = Fields(ln, where, f"{path}.lines[{i}]", ("alpha_us", "busbw_gbps"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,8 @@ class _Row:
             x = float(v)
         except ValueError:
             raise self.error(column, f"not a number: {v!r}") from None
+        if not math.isfinite(x):
+            raise self.error(column, f"must be a finite number, got {v!r}")
         if kind is int:
             if not x.is_integer():
                 raise self.error(column, f"must be a whole number, got {v!r}")

@@ -83,4 +83,6 @@ def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "
         links.append(None if same else table.cluster.link_gbps(by_name[a.group].spec, by_name[b.group].spec))
     est = estimate_pipeline(table.model, table.workload, cost_stages, links, table.runtime)
     usd = sum(s.tp * by_name[s.group].usd_per_gpu_hour for s in stages)
-    return PlacedReplica(tuple(stages), est.throughput_tok_s, usd, est.bottleneck, label)
+    conc = est.concurrency
+    return PlacedReplica(tuple(stages), est.throughput_tok_s, usd, est.bottleneck, label,
+                         conc.seqs if conc else 0, conc.waves if conc else ())

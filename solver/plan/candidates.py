@@ -1,13 +1,16 @@
 """Candidate stages and their cost table: the numbers the planner works with.
 
 Everything here is computed by the public cost functions (``solver.cost.stage.stage_time``,
-``stage_mem``, ``comm.p2p_s``, ``pipeline.activation_bytes``); nothing re-derives physics.
+``serving.concurrency``, ``comm.p2p_s``, ``pipeline.activation_bytes``); nothing re-derives physics.
 
 A *stage kind* is (node group, TP degree t, position) with position one of ``only``, ``first``,
 ``mid``, ``last`` (the first stage holds the embedding, the last the LM head). For each kind:
-- ``cap_layers``: the most layers whose memory per GPU fits the profile's capacity
-  (``stage_mem(...).total <= capacity``, KV for the replica's whole batch at full context);
-  kinds that cannot hold one layer are pruned;
+- ``cap_layers``: the most layers with which the serving model can still run one sequence
+  (``serving.concurrency(...).seqs >= 1``: weights, the engine's prefill-step activation
+  peak and runtime overhead leave KV blocks for one full context within
+  gpu_memory_utilization x capacity; the group profile's ``serving`` settings). A larger
+  batch runs in waves, as ``estimate_pipeline`` times it. Kinds that cannot hold one layer
+  are pruned;
 - per pipeline depth m (micro-batch ceil(B/m)): arrays over n = 0..L of the prefill time of
   one micro-batch and of one decode step (``stage_time``), seconds.
 Interchangeable GPUs are merged: a stage is "t GPUs of a node of group g", never GPU ids.
@@ -21,7 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solver.cost import comm
-from solver.cost.stage import Stage, activation_bytes, stage_mem, stage_time
+from solver.cost.serving import concurrency, serving_config
+from solver.cost.stage import Stage, activation_bytes, stage_time
+from solver.cost.warn import note
 from solver.inputs.cluster import Cluster, NodeGroup
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile, profile_for
@@ -70,13 +75,21 @@ class Group:
 
 
 def pool_groups(cluster: Cluster, profiles: list[Profile]) -> list[Group]:
-    """Pair every node group with its profile; every GPU type without one is named at once."""
+    """Pair every node group with its profile; every GPU type without one is named at once.
+    A group whose ``interconnect`` differs from its profile's is planned with the profile's
+    measured TP times, and a CalibrationWarning says so."""
     missing = sorted({g.gpu for g in cluster.node_groups if not any(p.matches(g.gpu) for p in profiles)})
     if missing:
         have = ", ".join(p.gpu_name for p in profiles) or "none"
         raise InputError(cluster.where, "gpu", f"no profile for GPU type(s) {', '.join(missing)}; "
                                                f"profiles given: {have}; add --profile profiles/<gpu>.json")
-    return [Group(i, g, profile_for(g.gpu, profiles)) for i, g in enumerate(cluster.node_groups)]
+    groups = [Group(i, g, profile_for(g.gpu, profiles)) for i, g in enumerate(cluster.node_groups)]
+    for g in groups:
+        if g.spec.interconnect != g.profile.interconnect:
+            note(f"{cluster.where}: node group {g.name} has interconnect {g.spec.interconnect}, its profile "
+                 f"{g.profile.path} was measured on {g.profile.interconnect}; TP communication times are "
+                 f"the profile's (re-profile on {g.spec.interconnect} nodes)")
+    return groups
 
 
 @dataclass
@@ -124,8 +137,9 @@ class CostTable:
         return lo
 
     def _fits(self, profile: Profile, tp: int, n: int, pos: str) -> bool:
-        mem = stage_mem(self._stage(profile, tp, n, pos), self.model, self.workload)
-        return mem.total <= mem.capacity
+        """The serving model runs at least one sequence on this stage (docs/metrics.md)."""
+        stage = self._stage(profile, tp, n, pos)
+        return concurrency([stage], self.model, self.workload, serving_config(profile)).seqs >= 1
 
     def kind(self, group: int, tp: int, pos: str) -> StageKindTable | None:
         return self.kinds.get((group, tp, pos))

@@ -15,7 +15,7 @@ import itertools
 from functools import lru_cache
 
 from solver.cost.pipeline import estimate_pipeline
-from solver.cost.stage import Stage, stage_mem
+from solver.cost.stage import Stage
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
@@ -51,9 +51,6 @@ class Exhaustive:
         best = (0.0, ())
         for split in _compositions(L, m):
             stages = [Stage(self.prof[g], t, n, k == 0, k == m - 1) for k, ((g, t, _), n) in enumerate(zip(sig, split))]
-            if any(stage_mem(s, self.model, self.workload).total > self.prof[g].memory_gib.value * 2**30
-                   for s, (g, _, _) in zip(stages, sig)):
-                continue
             tok_s = estimate_pipeline(self.model, self.workload, stages, links, self.runtime).throughput_tok_s
             if tok_s > best[0]:
                 best = (tok_s, split)

@@ -118,7 +118,11 @@ def greedy_layer_filling(table: CostTable, objective: str = "throughput", min_to
         stages = _one_greedy_replica(table, free)
         if stages is None:
             break
-        replicas.append(evaluate_replica(table, stages, "greedy"))
+        replica = evaluate_replica(table, stages, "greedy")
+        # a pipeline that fills memory layer by layer can leave no room for one sequence's
+        # KV under the serving model (estimate_pipeline scores it 0): its GPUs stay unused
+        if replica.throughput_tok_s > 0:
+            replicas.append(replica)
     return Plan(tuple(replicas)) if replicas else None
 
 

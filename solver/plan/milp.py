@@ -29,7 +29,7 @@ import pulp
 from solver.errors import InputError
 
 SOLVERS = ("cbc", "highs")
-# Relative gap below which an incumbent counts as proven optimal (float noise in CBC/HiGHS).
+# Relative gap the solvers stop at (gapRel); "optimal" is what the solver then reports (see _bound).
 OPTIMAL_GAP = 1e-6
 
 
@@ -191,29 +191,35 @@ class PlanMILP:
         if not has_incumbent:
             return MasterSolution("no_solution", None, None, None, solve_s, solver)
         obj = float(pulp.value(self.prob.objective) or 0.0)
-        bound = self._bound(solver, obj, log_text)
+        bound, proven = self._bound(solver, obj, log_text)
         gap = abs(bound - obj) / abs(obj) if obj else (0.0 if bound == obj else float("inf"))
         counts = {s: int(round(v.value() or 0)) for s, v in self.y.items() if (v.value() or 0) > 0.5}
         configs = {k: int(round(v.value() or 0)) for k, v in self.w.items() if (v.value() or 0) > 0.5}
-        proven = gap <= OPTIMAL_GAP
         return MasterSolution("optimal" if proven else "feasible", obj, bound, gap, solve_s, solver,
                               counts, configs)
 
-    def _bound(self, solver: str, obj: float, log_text: str) -> float:
-        """The solver's best bound; never looser than the LP relaxation's, never claiming
-        more than the solver proved."""
+    def _bound(self, solver: str, obj: float, log_text: str) -> tuple[float, bool]:
+        """(best bound, proven optimal). Proven only when the solver says so (CBC's log
+        ``Result - Optimal solution found``, HiGHS model status optimal): CBC prints ``Gap:``
+        with two decimals, so ``-0.00`` after a time limit proves nothing. Otherwise the
+        bound is CBC's ``Upper/Lower bound:`` line widened by half its last printed digit
+        (a valid bound whatever the rounding), else the LP relaxation's."""
         maximize = self.objective == "throughput"
         if solver == "highs":
             # PuLP hands HiGHS a maximisation as min -f: the dual bound comes back negated
-            bound = float(self.prob.solverModel.getInfo().mip_dual_bound)
-            return -bound if maximize else bound
+            import highspy  # only installed with the [highs] extra
+            model = self.prob.solverModel
+            bound = float(model.getInfo().mip_dual_bound)
+            proven = model.getModelStatus() == highspy.HighsModelStatus.kOptimal
+            return (-bound if maximize else bound), proven
         if re.search(r"^Result - Optimal solution found", log_text, re.M):
-            return obj
-        m = re.search(r"^Gap:\s+([-\d.eE+]+)", log_text, re.M)
+            return obj, True
+        m = re.search(r"^(?:Upper|Lower) bound:\s+(-?\d+(?:\.(\d+))?)\s*$", log_text, re.M)
         if m:
-            g = abs(float(m.group(1)))
-            return obj * (1 + g) if maximize else obj * (1 - g)
-        return self.lp_bound()
+            half_digit = 0.5 * 10.0 ** -len(m.group(2) or "")
+            printed = float(m.group(1))
+            return (printed + half_digit if maximize else printed - half_digit), False
+        return self.lp_bound(), False
 
     def lp_bound(self) -> float:
         """Optimum of the LP relaxation: a valid bound on the MILP (solved on a copy)."""

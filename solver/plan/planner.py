@@ -5,8 +5,11 @@ The one entry point of ``solver plan``, the tests and the benchmark.
 
 from __future__ import annotations
 
-from solver.cost.memory import stage_kv_bytes
-from solver.errors import InfeasibleError
+import math
+
+from solver.cost.memory import kv_bytes_per_token
+from solver.cost.serving import KV_BLOCK_TOKENS, serving_config
+from solver.errors import InfeasibleError, InputError
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
@@ -16,11 +19,22 @@ from solver.plan.assign import place
 from solver.plan.candidates import CostTable, pool_groups
 from solver.plan.milp import SOLVERS, Column, PlanMILP
 from solver.plan.result import PlanResult
-from solver.plan.shapes import ShapeValue, enumerate_shapes, evaluate
-from solver.plan.validate_plan import validate
+from solver.plan.shapes import ShapeValue, default_max_blocks, enumerate_shapes, evaluate
+from solver.plan.validate_plan import PlanInvalid, validate
 from solver.units import GIB
 
 OBJECTIVES = ("throughput", "cost")
+# Most nodes in one pool: the placement, the baselines and the validator name every node and
+# replica (about 15 ms per node), so larger pools are refused rather than run for hours.
+MAX_POOL_NODES = 1024
+
+
+def check_pool_size(cluster: Cluster) -> None:
+    nodes = sum(g.count for g in cluster.node_groups)
+    if nodes > MAX_POOL_NODES:
+        raise InputError(cluster.where, "node_groups[].count",
+                         f"the pool has {nodes:,} nodes; the planner takes at most {MAX_POOL_NODES:,} "
+                         "(plan a representative slice of identical nodes and repeat it)")
 
 
 def _gib(x: float) -> str:
@@ -28,14 +42,22 @@ def _gib(x: float) -> str:
 
 
 def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> str:
+    """Why no layout holds the model under the serving model's memory rule: the weights
+    alone exceed the pool, or no pipeline leaves KV blocks for one sequence."""
     weights = model.total_params() * workload.weight_bytes
     pool = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB for g in table.groups)
     if weights > pool:
         return f"{model.name} needs {_gib(weights)} of weights; the pool has {_gib(pool)}"
-    kv = stage_kv_bytes(model, 1, model.num_layers, workload.batch, workload.context_len, workload.kv_bytes)
-    return (f"{model.name} needs {_gib(weights)} of weights + {_gib(kv)} of KV cache for batch "
-            f"{workload.batch} x {workload.context_len} tokens per replica, plus activations; no pipeline "
-            f"of the pool's GPUs ({_gib(pool)} in all) holds it -- lower --batch or add GPUs")
+    per_seq = math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+    kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes)
+    cfgs = {g.name: serving_config(g.profile) for g in table.groups}
+    usable = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB * cfgs[g.name].gpu_memory_utilization
+                 for g in table.groups)
+    step = max(c.batched_tokens(workload) for c in cfgs.values())
+    return (f"{model.name} needs {_gib(weights)} of weights + {_gib(kv)} of KV cache for one sequence of "
+            f"{workload.context_len} tokens, plus activations of a {step}-token prefill step on every stage; "
+            f"no pipeline of the pool's GPUs ({_gib(usable)} usable at gpu_memory_utilization) leaves room "
+            f"for it -- shorten --prompt-len/--output-len or add GPUs")
 
 
 def shape_values(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[ShapeValue]:
@@ -44,7 +66,10 @@ def shape_values(table: CostTable, extra_stages: int = 2, max_blocks: int | None
     best: dict[tuple, ShapeValue] = {}
     for shape in enumerate_shapes(table, extra_stages, max_blocks):
         sv = evaluate(table, shape)
-        if sv is None:
+        # estimate_pipeline has the last word on memory: a layout it cannot run even one
+        # sequence on (e.g. a mixed-GPU pipeline under the first stage's serving settings)
+        # scores 0 and must never become a replica
+        if sv is None or sv.throughput_tok_s <= 0:
             continue
         key = tuple(sorted(shape.chunks(gpn)))
         if key not in best or sv.throughput_tok_s > best[key].throughput_tok_s:
@@ -65,6 +90,7 @@ def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[
          extra_stages: int = 2, max_blocks: int | None = None) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
+    check_pool_size(cluster)
     table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
     values = shape_values(table, extra_stages, max_blocks)
     if not values:
@@ -83,15 +109,31 @@ def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[
     chosen = place(table, picks, sol.node_configs)
     baselines = {"homogeneous": heuristics.homogeneous_plan(table, pick),
                  "greedy": heuristics.greedy_layer_filling(table, objective, min_tok_s, max_replicas)}
-    for p in [chosen, *baselines.values()]:
-        if p is not None:
-            validate(p, model, workload, cluster, profiles, runtime)
+    validate(chosen, model, workload, cluster, profiles, runtime)
     notes = []
+    for name, p in list(baselines.items()):
+        try:
+            if p is not None:
+                validate(p, model, workload, cluster, profiles, runtime)
+        except PlanInvalid as e:  # a baseline is a yardstick: report it, never ship it
+            baselines[name] = None
+            notes.append(f"{name} baseline dropped: the validator rejected it ({str(e)[:160]})")
     if sol.objective and objective == "throughput" and abs(chosen.throughput_tok_s - sol.objective) > 1e-6 * sol.objective:
         notes.append(f"placement put chunks of one replica on one node: throughput {chosen.throughput_tok_s:,.1f} "
                      f"vs the MILP's {sol.objective:,.1f} tokens/s")
     return PlanResult(sol.status, objective, sol.objective, sol.bound, sol.gap, sol.solve_s, sol.solver,
-                      chosen, baselines, len(columns), notes)
+                      chosen, baselines, len(columns), notes,
+                      heuristic_splits=sum(not v.exact_split for v in values),
+                      search_space=search_space(table, extra_stages, max_blocks))
+
+
+def search_space(table: CostTable, extra_stages: int, max_blocks: int | None) -> str:
+    """What the MILP's columns range over: its "optimal" is proven over these layouts."""
+    gpus = sum(g.nodes * g.gpus_per_node for g in table.groups)
+    blocks = max_blocks if max_blocks is not None else default_max_blocks(gpus, table.num_layers)
+    return (f"replicas of up to {blocks} blocks (runs of stages of one node group and TP degree), "
+            f"up to {extra_stages} stages deeper than the shallowest that fits (multi-block: 1), "
+            "stages packed on nodes or spread one per node; best layer split per layout")
 
 
 def _master_reason(table, values, objective, min_tok_s, max_replicas, status) -> str:

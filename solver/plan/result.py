@@ -31,6 +31,8 @@ class PlacedReplica:
     usd_per_hour: float
     bottleneck: str
     shape: str = ""
+    concurrency: int = 0           # sequences the serving model runs at once (0: not reported)
+    waves: tuple[int, ...] = ()    # sequences per wave; the replica's batch in order
 
     @property
     def gpus(self) -> int:
@@ -56,8 +58,10 @@ class Plan:
 
 @dataclass
 class PlanResult:
-    """``status`` is ``optimal`` only when the solver proved it (gap <= 1e-6) over the shape
-    space (docs/metrics.md); ``objective``/``best_bound`` are in tokens/s (throughput) or
+    """``status`` is ``optimal`` only when the MILP solver proved it over its columns
+    (docs/metrics.md); with ``heuristic_splits`` > 0 some columns' layer splits were found by
+    hill-climbing, so the optimum is over the searched layouts only;
+    ``objective``/``best_bound`` are in tokens/s (throughput) or
     $/h (cost); ``gap`` = |bound - objective| / |objective|."""
     status: str
     objective: str
@@ -70,6 +74,8 @@ class PlanResult:
     baselines: dict = field(default_factory=dict)  # name -> Plan or None
     columns: int = 0
     notes: list = field(default_factory=list)
+    heuristic_splits: int = 0  # columns whose layer split was not searched exhaustively
+    search_space: str = ""     # what the shapes (columns) range over
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -97,7 +97,7 @@ class ShapeValue:
     throughput_tok_s: float  # estimate_pipeline on this split: the reported number
     standin_tok_s: float     # the stand-in formula above, for the same split
     bottleneck: str
-    exact_split: bool = True  # False: grid too large, split found by hill-climbing only
+    exact_split: bool = True  # False: grid too large, or polish moved the split (hill-climbing)
 
 
 def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool]]:
@@ -238,13 +238,14 @@ def evaluate(table: CostTable, shape: Shape, polish_split: bool = True) -> Shape
     if layers is None:
         return None
     est = _estimate(table, shape, layers)
+    grid_layers = layers
     if polish_split:
         layers, est = polish(table, shape, layers, est)
     if est.throughput_tok_s <= 0:
         return None
     tokens = table.workload.batch * (table.workload.prompt_len + table.workload.output_len)
     return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck,
-                      exact_split=elapsed_s != float("inf"))
+                      exact_split=elapsed_s != float("inf") and layers == grid_layers)
 
 
 # ---------------------------------------------------------------- enumeration

@@ -3,17 +3,24 @@ heuristics -- it reads the placed plan and recomputes everything from the cost m
 
 Checks: every replica holds each layer exactly once, in order; each stage is a power-of-two
 TP group dividing the heads, inside one real node; no GPU is used twice; memory per GPU
-fits (``stage_mem(...).total <= capacity``); the throughput and $/h each replica reports
-equal ``estimate_pipeline`` on its placement (links: same node -> inside the node, else the
-cluster's NIC rate between the two nodes' groups).
+fits the serving model's rule, by its own sum of ``solver.cost.memory`` terms: weights +
+runtime overhead + the activation peak of one engine prefill step (``max_num_batched_tokens``
+tokens) + KV blocks for the concurrency the replica reports, at full context, <=
+gpu_memory_utilization x capacity, with at least one sequence; the concurrency, waves,
+throughput and $/h each replica reports equal ``estimate_pipeline`` on its placement
+(links: same node -> inside the node, else the cluster's NIC rate between the two nodes'
+groups).
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
+from solver.cost.memory import StageMemory, activation_peak_bytes, kv_bytes_per_token, stage_weight_bytes
 from solver.cost.pipeline import estimate_pipeline
-from solver.cost.stage import Stage, stage_mem
+from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
+from solver.cost.stage import Stage
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
@@ -49,6 +56,36 @@ def _stage_problems(r: int, stages, model: ModelSpec, groups: dict) -> list[str]
     return out
 
 
+def served_stage_memory(st: Stage, model: ModelSpec, workload: Workload, cfg: ServingConfig,
+                        kv_tokens: int) -> StageMemory:
+    """Bytes on one GPU of ``st`` when the engine holds ``kv_tokens`` tokens of KV cache;
+    ``capacity`` is the usable gpu_memory_utilization x memory."""
+    prof = st.profile
+    return StageMemory(
+        weights=stage_weight_bytes(model, st.tp, st.n_layers, st.first, st.last, workload.weight_bytes),
+        kv_cache=kv_tokens * kv_bytes_per_token(model, st.tp, st.n_layers, workload.kv_bytes),
+        activation_peak=activation_peak_bytes(prof, model, st.tp, 1, cfg.batched_tokens(workload),
+                                              workload.act_bytes, last=st.last),
+        runtime_overhead=prof.runtime_overhead_gib.value * 2**30,
+        capacity=cfg.gpu_memory_utilization * prof.memory_gib.value * 2**30)
+
+
+def _memory_problems(r: int, rep, cost: list[Stage], model, workload) -> list[str]:
+    cfg = serving_config(cost[0].profile)  # the engine is one process: the first stage's settings
+    out = []
+    if rep.concurrency < 1:
+        out.append(f"replica {r}: reports concurrency {rep.concurrency}; it must run at least one sequence")
+    seqs = max(1, rep.concurrency)
+    kv_tokens = seqs * math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+    for k, st in enumerate(cost):
+        mem = served_stage_memory(st, model, workload, cfg, kv_tokens)
+        if mem.total > mem.capacity:
+            out.append(f"replica {r} stage {k}: needs {mem.total / 2**30:.2f} GiB per GPU with KV for {seqs} "
+                       f"sequences, usable {mem.capacity / 2**30:.2f} "
+                       f"({cfg.gpu_memory_utilization:g} x {st.profile.memory_gib.value:g})")
+    return out
+
+
 def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile],
                runtime: str = "vllm") -> list[str]:
     """Every problem with ``plan`` (a ``solver.plan.result.Plan``), empty when valid."""
@@ -69,14 +106,14 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
             continue
         m = len(stages)
         cost = [Stage(prof[s.group], s.tp, s.n_layers, k == 0, k == m - 1) for k, s in enumerate(stages)]
-        for k, st in enumerate(cost):
-            mem = stage_mem(st, model, workload)
-            if mem.total > mem.capacity:
-                problems.append(f"replica {r} stage {k}: needs {mem.total / 2**30:.2f} GiB per GPU, "
-                                f"{stages[k].gpu} has {mem.capacity / 2**30:.2f}")
+        problems += _memory_problems(r, rep, cost, model, workload)
         links = [None if a.node_id == b.node_id else cluster.link_gbps(groups[a.group], groups[b.group])
                  for a, b in zip(stages, stages[1:])]
-        tok_s = estimate_pipeline(model, workload, cost, links, runtime).throughput_tok_s
+        est = estimate_pipeline(model, workload, cost, links, runtime)
+        if (rep.concurrency, tuple(rep.waves)) != (est.concurrency.seqs, est.concurrency.waves):
+            problems.append(f"replica {r}: reports concurrency {rep.concurrency} in waves {list(rep.waves)}, "
+                            f"the serving model runs {est.concurrency.seqs} in {list(est.concurrency.waves)}")
+        tok_s = est.throughput_tok_s
         if abs(tok_s - rep.throughput_tok_s) > REL_TOL * max(tok_s, 1.0):
             problems.append(f"replica {r}: reports {rep.throughput_tok_s:.6g} tokens/s, recomputed {tok_s:.6g}")
         usd = sum(s.tp * (groups[s.group].usd_per_gpu_hour or 0.0) for s in stages)

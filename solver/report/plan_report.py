@@ -1,17 +1,20 @@
 """``solver plan`` output: a table per replica and stage for people, a dict for JSON.
 
-Per stage: node, GPUs, layers, memory used / free per GPU (``stage_mem``), the time of one
-decode step and one prefill micro-batch, and the stage's busy share of a decode round
-(m x step / round, ``estimate_pipeline``'s definitions). Per replica: throughput and the
-bottleneck (a stage, a link, the engine, or the chain).
+Per stage: node, GPUs, layers, memory used / free per GPU with the KV cache the engine
+actually allocates (every stage gets the smallest stage's blocks: ``serving.concurrency``),
+the time of one decode step and one prefill micro-batch, and the stage's busy share of a
+decode round (m x step / round, ``estimate_pipeline``'s definitions). Per replica:
+throughput, the bottleneck (a stage, a link, the engine, or the chain), and how many
+sequences run at once and in which waves.
 """
 
 from __future__ import annotations
 
 from solver.cost.pipeline import estimate_pipeline
-from solver.cost.stage import Stage, stage_mem
+from solver.cost.stage import Stage
+from solver.plan.validate_plan import served_stage_memory
 from solver.report.table import render
-from solver.report.vllm_export import vllm_launch
+from solver.report.vllm_export import device_assignment, vllm_launch
 from solver.units import GIB
 
 
@@ -25,13 +28,15 @@ def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[lis
     est = estimate_pipeline(model, workload, stages, links, runtime)
     rows = []
     for k, (s, st) in enumerate(zip(rep.stages, stages)):
-        mem = stage_mem(st, model, workload)
+        mem = served_stage_memory(st, model, workload, est.serving, est.concurrency.kv_capacity_tokens)
+        capacity = st.profile.memory_gib.value * GIB
         t = est.stage_times[k] if k < len(est.stage_times) else None
         dec = t.decode_step_s if t else float("nan")
         share = est.num_micro_batches * dec / est.decode_round_s if est.decode_round_s else 0.0
         rows.append({"stage": k, "node": s.node_id, "gpu": s.gpu, "tp": s.tp,
                      "layers": [s.first_layer, s.first_layer + s.n_layers - 1], "n_layers": s.n_layers,
-                     "memory_used_gib": mem.total / GIB, "memory_free_gib": mem.free / GIB,
+                     "memory_used_gib": mem.total / GIB, "memory_free_gib": (capacity - mem.total) / GIB,
+                     "kv_cache_gib": mem.kv_cache / GIB,
                      "prefill_ms": (t.prefill_s * 1e3) if t else None, "decode_step_ms": dec * 1e3,
                      "decode_busy_share": share,
                      "link_out_gbps": (links[k] if k < len(links) else None) if k < m - 1 else None})
@@ -40,12 +45,16 @@ def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[lis
 
 def plan_payload(result, model, workload, cluster, profiles, runtime: str, model_ref: str) -> dict:
     replicas = []
-    for rep in result.plan.replicas:
+    for rep, (devices, port) in zip(result.plan.replicas, device_assignment(result.plan.replicas)):
         rows, est = _replica_rows(rep, model, workload, cluster, profiles, runtime)
+        conc = est.concurrency
         replicas.append({"shape": rep.shape, "throughput_tok_s": rep.throughput_tok_s,
                          "usd_per_hour": rep.usd_per_hour, "bottleneck": rep.bottleneck,
+                         "concurrency": conc.seqs, "concurrency_limited_by": conc.limited_by,
+                         "waves": list(conc.waves), "kv_capacity_tokens": conc.kv_capacity_tokens,
                          "micro_batch": est.micro_batch, "decode_round_ms": est.decode_round_s * 1e3,
-                         "stages": rows, "vllm": vllm_launch(rep, model_ref, model.num_layers)})
+                         "stages": rows, "vllm": vllm_launch(rep, model_ref, model.num_layers, workload,
+                                                             est.serving, devices, port)})
     total = result.plan.throughput_tok_s
     baselines = {}
     for name, b in result.baselines.items():
@@ -55,7 +64,10 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
         baselines[name] = {"throughput_tok_s": b.throughput_tok_s, "usd_per_hour": b.usd_per_hour,
                            "replicas": len(b.replicas), "gpus": b.gpus,
                            "plan_over_baseline": total / b.throughput_tok_s if b.throughput_tok_s else None}
-    return {"status": result.status, "objective": result.objective, "objective_value": result.objective_value,
+    return {"status": result.status, "status_text": status_text(result.status, result.heuristic_splits),
+            "exact_columns": result.heuristic_splits == 0, "heuristic_splits": result.heuristic_splits,
+            "search_space": result.search_space, "objective": result.objective,
+            "objective_value": result.objective_value,
             "best_bound": result.best_bound, "gap": result.gap, "solve_s": result.solve_s,
             "solver": result.solver, "columns": result.columns,
             "throughput_tok_s": total, "usd_per_hour": result.plan.usd_per_hour, "gpus_used": result.plan.gpus,
@@ -63,30 +75,50 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
             "notes": list(result.notes)}
 
 
+def status_text(status: str, heuristic_splits: int) -> str:
+    """``optimal`` only when the MILP proved it and every column's layer split was searched
+    exhaustively (docs/metrics.md, "planner objective")."""
+    if status == "optimal" and heuristic_splits:
+        return f"optimal over searched layouts (splits heuristic for {heuristic_splits} layouts)"
+    if status == "feasible":
+        return "feasible (not proven optimal: see gap)"
+    return status
+
+
 def _fmt_gap(gap) -> str:
     return "n/a" if gap is None else f"{gap * 100:.3g}%"
+
+
+def _fmt_waves(waves: list[int]) -> str:
+    full = [w for w in waves if w == waves[0]]
+    rest = waves[len(full):]
+    return f"{len(full)} x {waves[0]}" + "".join(f" + {w}" for w in rest) if waves else "none"
 
 
 def plan_human(payload: dict, title: str) -> str:
     p = payload
     unit = "tokens/s" if p["objective"] == "throughput" else "$/h"
-    head = (f"{title}\nstatus {p['status']} ({p['solver']}, {p['solve_s']:.2f} s, {p['columns']} shapes): "
+    head = (f"{title}\nstatus {p['status_text']} ({p['solver']}, {p['solve_s']:.2f} s, {p['columns']} shapes): "
             f"objective {p['objective_value']:,.2f} {unit}, best bound {p['best_bound']:,.2f}, "
             f"gap {_fmt_gap(p['gap'])}\n"
             f"throughput {p['throughput_tok_s']:,.1f} tokens/s (prompt+output), {p['usd_per_hour']:,.2f} $/h, "
-            f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas")
-    headers = ["replica", "stage", "node", "gpu", "tp", "layers", "mem_used_gib", "mem_free_gib",
+            f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas\n"
+            f"searched: {p['search_space']}")
+    headers = ["replica", "stage", "node", "gpu", "tp", "layers", "mem_used_gib", "kv_gib", "mem_free_gib",
                "prefill_ms", "decode_ms", "decode_busy"]
     rows = []
     for r, rep in enumerate(p["replicas"]):
         for s in rep["stages"]:
             rows.append([str(r), s["stage"], s["node"], s["gpu"], s["tp"], f"{s['layers'][0]}-{s['layers'][1]}",
-                         s["memory_used_gib"], s["memory_free_gib"], s["prefill_ms"], s["decode_step_ms"],
+                         s["memory_used_gib"], s["kv_cache_gib"], s["memory_free_gib"], s["prefill_ms"],
+                         s["decode_step_ms"],
                          f"{s['decode_busy_share'] * 100:.0f}%"])
     out = [head, "", render(headers, rows, "stages (memory per GPU; times per micro-batch)"), ""]
-    rep_rows = [[str(r), rep["shape"], rep["throughput_tok_s"], rep["usd_per_hour"], rep["bottleneck"]]
+    rep_rows = [[str(r), rep["shape"], rep["throughput_tok_s"], rep["usd_per_hour"], rep["bottleneck"],
+                 f"{rep['concurrency']} ({rep['concurrency_limited_by']})", _fmt_waves(rep["waves"])]
                 for r, rep in enumerate(p["replicas"])]
-    out.append(render(["replica", "shape", "tokens_per_s", "usd_per_h", "bottleneck"], rep_rows, "replicas"))
+    out.append(render(["replica", "shape", "tokens_per_s", "usd_per_h", "bottleneck", "concurrency", "waves"],
+                      rep_rows, "replicas (sequences at once per replica, and the waves of its batch)"))
     base_rows = [[name, b["throughput_tok_s"], b["usd_per_hour"], b["replicas"], f"{b['plan_over_baseline']:.3f}x"]
                  for name, b in p["baselines"].items() if b]
     base_rows += [[name, "none", "", "", ""] for name, b in p["baselines"].items() if not b]

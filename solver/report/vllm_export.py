@@ -5,9 +5,23 @@ same T in every stage; uneven layer splits go in ``VLLM_PP_LAYER_PARTITION`` (co
 vllm/distributed/utils.py ``get_pp_indices``). Without it vLLM gives every stage
 L // P layers and the remainder, one each, to the stages just before the last one.
 A replica spanning several nodes needs a Ray cluster over them (vLLM's multi-node docs).
+
+Each command pins what the serving model assumed (``solver.cost.serving``): the dtypes,
+``--gpu-memory-utilization``, ``--max-num-seqs``, ``--max-model-len`` = prompt + output
+(which sets vLLM's default ``max_num_batched_tokens``). GPUs of a node are numbered in plan
+order, so replicas sharing a node get disjoint ``CUDA_VISIBLE_DEVICES`` and distinct
+``--port`` values (from ``BASE_PORT`` up, per head node).
 """
 
 from __future__ import annotations
+
+from collections import Counter
+
+# vLLM's OpenAI server default port; replicas whose first stage shares a node count up from it.
+BASE_PORT = 8000
+# Workload dtype -> vLLM flags (fp8 weights: bf16 activations, fp8 quantised linear layers).
+DTYPE_FLAGS = {"bf16": "--dtype bfloat16", "fp16": "--dtype float16",
+               "fp8": "--dtype bfloat16 --quantization fp8"}
 
 
 def vllm_default_partition(num_layers: int, pp: int) -> list[int]:
@@ -18,25 +32,65 @@ def vllm_default_partition(num_layers: int, pp: int) -> list[int]:
     return parts
 
 
-def vllm_launch(replica, model_ref: str, num_layers: int) -> dict:
-    """{"ok": bool, "command": str, "nodes": [...], "reason": str} for one replica."""
+def device_assignment(replicas) -> list[tuple[dict[str, list[int]], int]]:
+    """Per replica: (node id -> its GPU indices on that node, API port). GPUs of a node are
+    handed out in plan order; the port counts replicas whose first stage is on the same node."""
+    next_gpu: Counter = Counter()
+    heads: Counter = Counter()
+    out = []
+    for rep in replicas:
+        devices: dict[str, list[int]] = {}
+        for s in rep.stages:
+            start = next_gpu[s.node_id]
+            devices.setdefault(s.node_id, []).extend(range(start, start + s.tp))
+            next_gpu[s.node_id] += s.tp
+        head = rep.stages[0].node_id if rep.stages else ""
+        out.append((devices, BASE_PORT + heads[head]))
+        heads[head] += 1
+    return out
+
+
+def _engine_flags(workload, serving) -> str:
+    flags = [DTYPE_FLAGS[workload.dtype]]
+    if workload.kv_dtype == "fp8":
+        flags.append("--kv-cache-dtype fp8")
+    flags.append(f"--max-model-len {workload.context_len}")
+    if serving is not None:
+        flags.append(f"--gpu-memory-utilization {serving.gpu_memory_utilization:g}")
+        flags.append(f"--max-num-seqs {serving.max_num_seqs}")
+        if serving.max_num_batched_tokens is not None:
+            flags.append(f"--max-num-batched-tokens {serving.max_num_batched_tokens}")
+    return " ".join(flags)
+
+
+def vllm_launch(replica, model_ref: str, num_layers: int, workload=None, serving=None,
+                devices: dict[str, list[int]] | None = None, port: int = BASE_PORT) -> dict:
+    """{"ok", "command", "nodes", "cuda_visible_devices", "port", "reason"} for one replica;
+    ``workload``/``serving`` add the engine flags, ``devices`` the GPUs per node."""
     tps = sorted({s.tp for s in replica.stages})
     nodes = list(dict.fromkeys(s.node_id for s in replica.stages))
     gpus = sorted({s.gpu for s in replica.stages})
+    visible = {n: ",".join(map(str, d)) for n, d in (devices or {}).items()}
+    base = {"nodes": nodes, "cuda_visible_devices": visible, "port": port}
     if len(tps) > 1:
-        return {"ok": False, "command": "", "nodes": nodes,
-                "reason": f"not launchable with vLLM as planned: stages use TP {' and '.join(map(str, tps))}; "
-                          "vLLM needs one --tensor-parallel-size for every stage"}
+        return dict(base, ok=False, command="",
+                    reason=f"not launchable with vLLM as planned: stages use TP {' and '.join(map(str, tps))}; "
+                           "vLLM needs one --tensor-parallel-size for every stage")
     pp = len(replica.stages)
     split = [s.n_layers for s in replica.stages]
-    env = ""
-    if pp > 1 and split != vllm_default_partition(num_layers, pp):
-        env = f"VLLM_PP_LAYER_PARTITION={','.join(map(str, split))} "
-    cmd = (f"{env}vllm serve {model_ref} --tensor-parallel-size {tps[0]} --pipeline-parallel-size {pp}"
-           + (" --distributed-executor-backend ray" if len(nodes) > 1 else ""))
+    env = []
+    if len(nodes) == 1 and visible:
+        env.append(f"CUDA_VISIBLE_DEVICES={visible[nodes[0]]}")
+    if pp > 1 and len(set(split)) > 1:
+        env.append(f"VLLM_PP_LAYER_PARTITION={','.join(map(str, split))}")
+    cmd = " ".join(env + [f"vllm serve {model_ref} --tensor-parallel-size {tps[0]} --pipeline-parallel-size {pp}"])
+    if workload is not None:
+        cmd += " " + _engine_flags(workload, serving)
+    cmd += f" --port {port}" + (" --distributed-executor-backend ray" if len(nodes) > 1 else "")
     notes = []
     if len(nodes) > 1:
-        notes.append(f"start a Ray cluster over {', '.join(nodes)} first, stages in that order")
+        pinned = "".join(f", CUDA_VISIBLE_DEVICES={visible[n]} on {n}" for n in nodes if n in visible)
+        notes.append(f"start a Ray cluster over {', '.join(nodes)} first, stages in that order{pinned}")
     if len(gpus) > 1:
         notes.append(f"mixes GPU types ({', '.join(gpus)}): vLLM sizes the KV cache by the smallest stage")
-    return {"ok": True, "command": cmd, "nodes": nodes, "reason": "; ".join(notes)}
+    return dict(base, ok=True, command=cmd, reason="; ".join(notes))

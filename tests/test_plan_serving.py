@@ -1,0 +1,126 @@
+"""The planner's memory rule is the serving model's (waves when the batch does not fit),
+the status says what "optimal" is proven over, and the outputs carry what vLLM needs."""
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from plan_helpers import TINY, WORKLOAD, pool, syn_profile
+from solver.cli import main
+from solver.cost.serving import ServingConfig
+from solver.inputs.cluster import load_cluster
+from solver.inputs.model import load_model
+from solver.inputs.profile import load_profiles
+from solver.inputs.workload import Workload
+from solver.plan import shapes
+from solver.plan.planner import plan
+from solver.plan.result import PlacedReplica, PlacedStage, Plan
+from solver.plan.validate_plan import check_plan
+from solver.report.plan_report import status_text
+from solver.report.vllm_export import device_assignment, vllm_launch
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_A100 = """
+name: one-a100
+node_groups:
+  - {name: a100, count: 1, gpu: A100-80GB, gpus_per_node: 1, interconnect: nvlink, nic_gbits: 200}
+"""
+BIG_BATCH = ["--batch", "512", "--prompt-len", "2048", "--output-len", "512"]
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_batch_beyond_the_kv_cache_runs_in_waves(write, capsys):
+    """Llama-3-8B on one A100-80GB, batch 512 x 2,560 tokens: 160 GiB of KV for the batch,
+    but the engine holds 456,320 tokens (28,520 blocks of 16) = 55.70 GiB at 128 KiB per
+    token: 178 sequences at once, in waves 178 + 178 + 156."""
+    c = write("one.yaml", ONE_A100)
+    argv = ["plan", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--cluster", str(c)]
+    assert main(argv + BIG_BATCH + ["--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)["replicas"][0]
+    assert (rep["concurrency"], rep["concurrency_limited_by"], rep["waves"]) == (178, "kv_cache", [178, 178, 156])
+    assert rep["kv_capacity_tokens"] == 456_320
+    stage = rep["stages"][0]
+    assert stage["kv_cache_gib"] == pytest.approx(456_320 * 131_072 / 2**30)  # 55.703125
+    assert stage["memory_used_gib"] <= 0.9 * 80 and stage["memory_used_gib"] > 0.9 * 80 - 0.01
+    assert stage["memory_used_gib"] + stage["memory_free_gib"] == pytest.approx(80.0)
+    assert "--gpu-memory-utilization 0.9 --max-num-seqs 256 --port 8000" in rep["vllm"]["command"]
+    assert main(argv + BIG_BATCH) == 0
+    assert "178 (kv_cache)  2 x 178 + 156" in capsys.readouterr().out
+
+
+def test_validator_checks_kv_for_the_reported_concurrency(write):
+    model, cluster = load_model("llama3-8b"), load_cluster(str(write("one.yaml", ONE_A100)))
+    profiles = load_profiles([str(ROOT / "profiles/a100.json")])
+    wl = Workload(batch=512, prompt_len=2048, output_len=512)
+    r = plan(model, wl, cluster, profiles)
+    assert check_plan(r.plan, model, wl, cluster, profiles) == []
+    rep = r.plan.replicas[0]
+    assert (rep.concurrency, rep.waves) == (178, (178, 178, 156))
+    bad = Plan((PlacedReplica(rep.stages, rep.throughput_tok_s, rep.usd_per_hour, rep.bottleneck,
+                              rep.shape, 400, (400, 112)),))
+    problems = check_plan(bad, model, wl, cluster, profiles)
+    assert any("with KV for 400 sequences, usable 72.00 (0.9 x 80)" in p for p in problems)
+    assert any("reports concurrency 400 in waves [400, 112], the serving model runs 178 in [178, 178, 156]" in p
+               for p in problems)
+
+
+def test_one_sequence_that_does_not_fit_says_so():
+    """3.6 GiB of weights over 3 GPUs of 3.4 GiB fit; one sequence of 64,000 tokens needs
+    0.98 GiB of KV (16 KiB per token) and a 64,000-token prefill step's activations: no room."""
+    c = pool(("p", 3, "PIPE", 1, 25.0, 1.0))
+    long = Workload(batch=1, prompt_len=60_000, output_len=4_000)
+    with pytest.raises(Exception, match=r"tiny needs 4 GiB of weights \+ 1 GiB of KV cache for one sequence "
+                                        r"of 64000 tokens.*leaves room for it"):
+        plan(TINY, long, c, [syn_profile("PIPE", 3.4, 800, 600)])
+
+
+def test_status_names_heuristic_splits(monkeypatch):
+    assert status_text("optimal", 0) == "optimal"
+    assert status_text("optimal", 3) == "optimal over searched layouts (splits heuristic for 3 layouts)"
+    assert status_text("feasible", 0) == "feasible (not proven optimal: see gap)"
+    monkeypatch.setattr(shapes, "MAX_GRID_POINTS", 0)  # every split from the proportional start
+    r = plan(TINY, WORKLOAD, pool(("b", 1, "BIG", 2, 25.0, 1.0)), [syn_profile("BIG")], max_blocks=1)
+    assert r.heuristic_splits == r.columns > 0
+    assert r.search_space.startswith("replicas of up to 1 blocks")
+
+
+def test_interconnect_mismatch_warns():
+    c = pool(("b", 1, "BIG", 2, 25.0, 1.0), interconnect="pcie")
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        plan(TINY, WORKLOAD, c, [syn_profile("BIG")])
+    assert any("node group b has interconnect pcie, its profile BIG.json was measured on nvlink" in str(w.message)
+               for w in got)
+
+
+def test_vllm_devices_ports_and_engine_flags():
+    one = PlacedReplica((PlacedStage("a", 0, "A", 1, 0, 4),), 1.0, 1.0, "")
+    two = PlacedReplica((PlacedStage("a", 1, "A", 1, 0, 3), PlacedStage("a", 2, "A", 1, 3, 1)), 1.0, 1.0, "")
+    assigned = device_assignment([one, one, two])
+    assert assigned == [({"a/0": [0]}, 8000), ({"a/0": [1]}, 8001), ({"a/1": [0], "a/2": [0]}, 8000)]
+    cfg = ServingConfig(0.85, 64, None, 0.0, 0.0)
+    wl = Workload(batch=8, prompt_len=512, output_len=128, dtype="fp16")
+    second = vllm_launch(one, "m", 4, wl, cfg, *assigned[1])
+    assert second["command"] == ("CUDA_VISIBLE_DEVICES=1 vllm serve m --tensor-parallel-size 1 "
+                                 "--pipeline-parallel-size 1 --dtype float16 --max-model-len 640 "
+                                 "--gpu-memory-utilization 0.85 --max-num-seqs 64 --port 8001")
+    piped = vllm_launch(two, "m", 4, wl, cfg, *assigned[2])
+    assert piped["command"].startswith("VLLM_PP_LAYER_PARTITION=3,1 vllm serve m")
+    assert "CUDA_VISIBLE_DEVICES=0 on a/1, CUDA_VISIBLE_DEVICES=0 on a/2" in piped["reason"]
+
+
+def test_huge_pool_is_refused_in_one_line(write, capsys):
+    c = write("huge.yaml", ONE_A100.replace("count: 1", "count: 1000000"))
+    argv = ["plan", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--cluster", str(c)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("node_groups[].count: the pool has 1,000,000 nodes; the planner takes at most 1,024 "
+                        "(plan a representative slice of identical nodes and repeat it)") and "\n" not in err
