@@ -8,6 +8,7 @@ receives activations split across its t ranks all-gathers them.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from solver.cost import comm, compute
@@ -71,9 +72,36 @@ def decode_context(workload: Workload) -> float:
     return workload.prompt_len + workload.output_len / 2
 
 
+_MEMO: dict | None = None
+
+
+@contextmanager
+def memoized_stage_times():
+    """Inside the block, ``stage_time`` reuses results for identical arguments. It is a pure
+    function and a planner asks it the same questions thousands of times; scoping the memo
+    to a block keeps calibration warnings reported in every run (a global cache would
+    swallow them) and the profiles alive, so keying them by id is safe."""
+    global _MEMO
+    outer = _MEMO
+    _MEMO = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _MEMO = outer
+
+
 def stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int,
                runtime: str = "vllm") -> StageTime:
     """One prefill pass of ``batch`` prompts and one decode step of ``batch`` sequences."""
+    if _MEMO is None:
+        return _stage_time(stage, model, workload, batch, runtime)
+    key = (id(stage.profile), stage.tp, stage.n_layers, stage.first, stage.last, model, workload, batch, runtime)
+    if key not in _MEMO:
+        _MEMO[key] = _stage_time(stage, model, workload, batch, runtime)
+    return _MEMO[key]
+
+
+def _stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int, runtime: str) -> StageTime:
     prof, t, n = stage.profile, stage.tp, stage.n_layers
     pre = n * compute.prefill_layer_s(prof, model, t, workload, batch)
     dec = n * compute.decode_layer_s(prof, model, t, workload, batch, decode_context(workload))

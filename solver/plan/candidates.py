@@ -117,29 +117,41 @@ class CostTable:
                     if cap >= 1:
                         self.kinds[(g.index, t, pos)] = StageKindTable(g.index, t, pos, cap)
         self._links: dict = {}
+        self._batch_caps: dict = {}
 
     def _stage(self, profile: Profile, tp: int, n: int, pos: str) -> Stage:
         first, last = _FLAGS[pos]
         return Stage(profile, tp, n, first, last)
 
-    def _cap_layers(self, profile: Profile, tp: int, pos: str) -> int:
-        """Largest n with stage memory <= capacity (memory grows with n: bisection); an
-        ``only`` stage must hold every layer."""
+    def _cap_layers(self, profile: Profile, tp: int, pos: str, seqs: int = 1) -> int:
+        """Largest n with which the stage still runs ``seqs`` sequences at once (memory grows
+        with n: bisection); an ``only`` stage must hold every layer."""
         if pos == "only":
-            return self.num_layers if self._fits(profile, tp, self.num_layers, pos) else 0
+            return self.num_layers if self._fits(profile, tp, self.num_layers, pos, seqs) else 0
         lo, hi = 0, self.num_layers
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self._fits(profile, tp, mid, pos):
+            if self._fits(profile, tp, mid, pos, seqs):
                 lo = mid
             else:
                 hi = mid - 1
         return lo
 
-    def _fits(self, profile: Profile, tp: int, n: int, pos: str) -> bool:
-        """The serving model runs at least one sequence on this stage (docs/metrics.md)."""
+    def _fits(self, profile: Profile, tp: int, n: int, pos: str, seqs: int = 1) -> bool:
+        """The serving model runs at least ``seqs`` sequences at once on this stage
+        (docs/metrics.md); the planner's rule is ``seqs`` = 1."""
         stage = self._stage(profile, tp, n, pos)
-        return concurrency([stage], self.model, self.workload, serving_config(profile)).seqs >= 1
+        return concurrency([stage], self.model, self.workload, serving_config(profile)).seqs >= seqs
+
+    def batch_cap_layers(self, group: int, tp: int, pos: str) -> int:
+        """Most layers with which the stage keeps the whole batch resident (capped by the
+        engine's max_num_seqs): the budget a memory-greedy baseline fills up to."""
+        key = (group, tp, pos)
+        if key not in self._batch_caps:
+            prof = self.groups[group].profile
+            seqs = min(self.workload.batch, serving_config(prof).max_num_seqs)
+            self._batch_caps[key] = self._cap_layers(prof, tp, pos, seqs)
+        return self._batch_caps[key]
 
     def kind(self, group: int, tp: int, pos: str) -> StageKindTable | None:
         return self.kinds.get((group, tp, pos))

@@ -76,6 +76,13 @@ def _smallest_tp(table: CostTable, g: int, pos: str) -> int | None:
     return None
 
 
+def _greedy_cap(table: CostTable, g: int, t: int, pos: str) -> int:
+    """Layers a greedy stage takes: as many as keep the whole batch resident (Petals-style
+    servers fill memory with blocks but keep room for the attention caches they serve),
+    else as many as leave room for one sequence."""
+    return table.batch_cap_layers(g, t, pos) or table.kind(g, t, pos).cap_layers
+
+
 def _one_greedy_replica(table: CostTable, free: dict[int, list[int]]) -> list[PlacedStage] | None:
     """Fill stages until the model is held; takes GPUs from ``free`` only on success."""
     L, stages, layer = table.num_layers, [], 0
@@ -88,15 +95,15 @@ def _one_greedy_replica(table: CostTable, free: dict[int, list[int]]) -> list[Pl
         for i in range(grp.nodes):
             while trial[g][i] >= t and layer < L:
                 first = layer == 0
-                cap_last = table.kind(g, t, "only" if first else "last")
+                last_pos = "only" if first else "last"
                 rest = L - layer
-                if cap_last is not None and cap_last.cap_layers >= rest:
+                if table.kind(g, t, last_pos) is not None and _greedy_cap(table, g, t, last_pos) >= rest:
                     n = rest
                 else:
-                    kind = table.kind(g, t, "first" if first else "mid")
-                    if kind is None:
+                    pos = "first" if first else "mid"
+                    if table.kind(g, t, pos) is None:
                         break
-                    n = min(kind.cap_layers, rest - 1)
+                    n = min(_greedy_cap(table, g, t, pos), rest - 1)
                     if n < 1:
                         break
                 trial[g][i] -= t

@@ -21,6 +21,7 @@ from solver.plan.milp import SOLVERS, Column, PlanMILP
 from solver.plan.result import PlanResult
 from solver.plan.shapes import ShapeValue, default_max_blocks, enumerate_shapes, evaluate
 from solver.plan.validate_plan import PlanInvalid, validate
+from solver.cost.stage import memoized_stage_times
 from solver.units import GIB
 
 OBJECTIVES = ("throughput", "cost")
@@ -84,10 +85,17 @@ def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
                    tuple(sv.shape.chunks(gpn))) for sv in values]
 
 
-def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
-         objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
-         time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
-         extra_stages: int = 2, max_blocks: int | None = None) -> PlanResult:
+def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], **options) -> PlanResult:
+    """Plan replicas for ``model`` on ``cluster`` (options as :func:`_plan`); stage times are
+    memoised for the duration of the call."""
+    with memoized_stage_times():
+        return _plan(model, workload, cluster, profiles, **options)
+
+
+def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
+          objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
+          time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
+          extra_stages: int = 2, max_blocks: int | None = None) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
     check_pool_size(cluster)
