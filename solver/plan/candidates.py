@@ -187,17 +187,20 @@ class CostTable:
         k.times[depth] = (pre, dec)
         return pre, dec
 
-    def link_times(self, sender: int, receiver: int | None, same_node: bool, depth: int) -> tuple[float, float]:
+    def link_times(self, sender: int, receiver: int | None, same_node: bool, depth: int,
+                   sender_tp: int = 1) -> tuple[float, float]:
         """(prefill_s, decode_s) of one micro-batch's activations from a stage of group
-        ``sender`` to the next stage; ``same_node``: inside one node (no NIC)."""
-        key = (sender, receiver, same_node, depth)
+        ``sender`` (TP ``sender_tp``: one chunk per rank) to the next stage; ``same_node``:
+        inside one node (no NIC)."""
+        key = (sender, receiver, same_node, depth, sender_tp)
         if key not in self._links:
             a, b = self.groups[sender], self.groups[receiver]
             gbps = None if same_node else self.cluster.link_gbps(a.spec, b.spec)
             mb = self.micro_batch(depth)
             pre = activation_bytes(self.model, mb * self.workload.prompt_len, self.workload, self.runtime)
             dec = activation_bytes(self.model, mb, self.workload, self.runtime)
-            self._links[key] = (comm.p2p_s(a.profile, pre, gbps), comm.p2p_s(a.profile, dec, gbps))
+            self._links[key] = (comm.p2p_s(a.profile, pre, gbps, senders=sender_tp),
+                                comm.p2p_s(a.profile, dec, gbps, senders=sender_tp))
         return self._links[key]
 
 

@@ -100,11 +100,11 @@ class ShapeValue:
     exact_split: bool = True  # False: grid too large, or polish moved the split (hill-climbing)
 
 
-def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool]]:
-    """(sender group, receiver group, same node) for each link of the shape."""
+def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool, int]]:
+    """(sender group, receiver group, same node, sender TP) for each link of the shape."""
     st = shape.stages()
     ch = shape.chunk_of_stage([g.gpus_per_node for g in table.groups])
-    return [(st[k][0], st[k + 1][0], ch[k] == ch[k + 1]) for k in range(len(st) - 1)]
+    return [(st[k][0], st[k + 1][0], ch[k] == ch[k + 1], st[k][1]) for k in range(len(st) - 1)]
 
 
 def _segment_arrays(pre: np.ndarray, dec: np.ndarray, count: int, L: int):
@@ -132,7 +132,7 @@ def best_split(table: CostTable, shape: Shape) -> tuple[tuple[int, ...], float] 
     keys = list(dict.fromkeys(stages))  # segments in first-seen order
     counts = [stages.count(k) for k in keys]
     segs = [_segment_arrays(*table.times(g, t, pos, m), c, L) for (g, t, pos), c in zip(keys, counts)]
-    links = [table.link_times(a, b, same, m) for a, b, same in shape_links(table, shape)]
+    links = [table.link_times(a, b, same, m, t) for a, b, same, t in shape_links(table, shape)]
     lp = [x[0] for x in links] or [0.0]
     ld = [x[1] for x in links] or [0.0]
     ranges = [np.arange(c, min(L, c * table.kinds[k].cap_layers) + 1) for k, c in zip(keys, counts)]
@@ -194,7 +194,7 @@ def _estimate(table: CostTable, shape: Shape, layers: tuple[int, ...]):
     stages = [Stage(table.groups[g].profile, t, n, pos in ("only", "first"), pos in ("only", "last"))
               for (g, t, pos), n in zip(shape.stages(), layers)]
     gbps = [None if same else table.cluster.link_gbps(table.groups[a].spec, table.groups[b].spec)
-            for a, b, same in shape_links(table, shape)]
+            for a, b, same, _ in shape_links(table, shape)]
     return estimate_pipeline(table.model, table.workload, stages, gbps, table.runtime)
 
 
