@@ -15,15 +15,16 @@ def register(sub) -> None:
         "fit", help="fit raw collective CSVs (profiles/raw/*.csv) into a profile",
         description="Fit t(S) = alpha + factor(n)*S/busbw per (collective, ranks, scope) from raw points "
                     "(alpha in us, busbw in GB/s = 1e9 B/s per direction, S the nccl-tests size in bytes). "
-                    "Held-out error: every other size left out, reported over 4 KiB - 1 GiB; where one line "
-                    "misses by more than --table-if, the measured points are kept as a table.")
+                    "Held-out error: every other size left out, reported over 4 KiB - 1 GiB. Per group the model "
+                    "(one line, the measured points as a table linear in S, or the lower envelope of 2-3 lines) "
+                    "is chosen by leave-one-out over the fitted sizes only.")
     p.add_argument("raw", nargs="+", help="raw CSVs written by scripts/profile_nccl.py or import-nccl-tests")
     p.add_argument("--out", required=True, help="profile JSON to create or merge into (other sections kept)")
     p.add_argument("--gpu", help="the profile's GPU (needed to create a missing profile)")
     p.add_argument("--nominal-gbps", type=float, help="nominal link GB/s per direction for `efficiency` "
                                                       "(default: the profile's gpu.intra_node_gbps, intra_node only)")
-    p.add_argument("--table-if", type=float, default=0.10,
-                   help="keep a table when the line's held-out max relative error exceeds this (default 0.10)")
+    p.add_argument("--line-only", action="store_true",
+                   help="fit the single alpha-beta line only (no table, no envelope)")
     p.set_defaults(func=run)
 
 
@@ -33,7 +34,7 @@ def run(args) -> int:
     points, entries = [], []
     for path in args.raw:
         pts = read_raw(path)
-        for fit, gpts in fit_points(pts, path, table_if=args.table_if):
+        for fit, gpts in fit_points(pts, path, table_if=None if args.line_only else 0.10):
             nom, _ = nominal_gbps(fit.scope, base, args.gpu or gpts[0].gpu, args.nominal_gbps)
             ref = "; ".join(sorted({p.ref for p in gpts if p.ref})) or path
             entries.append(entry(fit, gpts, ref=ref, nominal=nom))
