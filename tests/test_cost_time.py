@@ -72,3 +72,17 @@ def test_p2p_intra_node_chunks_across_tp_ranks(synthetic_profile):
 def test_p2p_inter_node_chunks_share_the_nic(synthetic_profile):
     """Between nodes the 4 chunks share one NIC: same 8.05 ms as a single sender."""
     assert comm.p2p_s(synthetic_profile, 1e8, 25.0, senders=4) == pytest.approx(8.05e-3)
+
+
+def test_memoized_stage_times_are_identical(synthetic_profile):
+    """The planner's memo returns exactly what a fresh computation gives, and is gone
+    outside its block."""
+    from solver.cost import stage as stage_mod
+    w = Workload(batch=2, prompt_len=512, output_len=16)
+    st = Stage(synthetic_profile, 2, 4, first=True, last=False)
+    fresh = stage_time(st, L8, w, 2)
+    with stage_mod.memoized_stage_times():
+        assert stage_time(st, L8, w, 2) == fresh
+        assert stage_time(st, L8, w, 2) == fresh  # served from the memo
+        assert len(stage_mod._MEMO) == 1
+    assert stage_mod._MEMO is None
