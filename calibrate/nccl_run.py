@@ -36,6 +36,12 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _per_doubling(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 16, got {text!r}")
+    return int(text)
+
+
 def _collectives(text: str) -> list[str]:
     names = [c.strip() for c in text.split(",") if c.strip()]
     bad = [c for c in names if c not in COLLECTIVES]
@@ -58,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated (default: {','.join(COLLECTIVES)})")
     p.add_argument("--min-bytes", type=_size, default=1024, help="smallest size, e.g. 1K (default 1K)")
     p.add_argument("--max-bytes", type=_size, default=2**30, help="largest size, e.g. 1G (default 1G)")
+    p.add_argument("--sizes-per-doubling", type=_per_doubling, default=1,
+                   help="sizes per factor of two (default 1: powers of two); 2-4 resolve NCCL's protocol "
+                        "switches so held-out sizes are predicted well")
     p.add_argument("--iters", type=int, default=20, help="timed iterations per point (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per point (default 5)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="element type (default bf16)")
@@ -124,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cpu")
     dist.init_process_group(backend, init_method=args.init_method, rank=rank, world_size=world,
                             timeout=_dt.timedelta(seconds=args.timeout))
-    from calibrate.nccl_sweep import Runner, plan_groups, sizes_pow2
+    from calibrate.nccl_sweep import Runner, plan_groups, sizes_geometric
     from calibrate.raw_io import RawPoint, write_raw
 
     specs = plan_groups(args.collectives, world, local_world)
@@ -148,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if synthetic:
             print("profile_nccl.py: gloo backend: CPU test numbers, written as source 'synthetic'", flush=True)
     runner = Runner(torch, dist, device, args.dtype)
-    sizes = sizes_pow2(args.min_bytes, args.max_bytes)
+    sizes = sizes_geometric(args.min_bytes, args.max_bytes, args.sizes_per_doubling)
     points: list[RawPoint] = []
     last = [time.monotonic()]
     if rank == 0:  # watchdog: a hang outside a collective timeout still ends the run

@@ -79,6 +79,31 @@ def sizes_pow2(min_bytes: int, max_bytes: int) -> list[int]:
     return out
 
 
+# Off-power-of-two sizes are rounded to this many bytes so every rank of a group of up to 64
+# gets a whole number of 4-byte elements (all_gather / reduce_scatter split the buffer).
+SIZE_QUANTUM_BYTES = 256
+
+
+def sizes_geometric(min_bytes: int, max_bytes: int, per_doubling: int = 1) -> list[int]:
+    """``per_doubling`` sizes per factor of two (1: the powers of two, as nccl-tests ``-f 2``).
+    Denser sweeps resolve NCCL's protocol/algorithm switches, which fall between powers of
+    two; sizes between powers of two are rounded to ``SIZE_QUANTUM_BYTES``.
+
+    >>> sizes_geometric(1024, 4096, 2)
+    [1024, 1536, 2048, 2816, 4096]
+    """
+    if per_doubling < 1:
+        raise ValueError(f"per_doubling must be >= 1, got {per_doubling}")
+    out = []
+    for p in sizes_pow2(min_bytes, max_bytes):
+        out.append(p)
+        for j in range(1, per_doubling):
+            s = round(p * 2 ** (j / per_doubling) / SIZE_QUANTUM_BYTES) * SIZE_QUANTUM_BYTES
+            if p < s < 2 * p and s <= max_bytes:
+                out.append(s)
+    return sorted(set(out))
+
+
 class Runner:
     """Builds the buffers and the op of one group on this rank."""
 
