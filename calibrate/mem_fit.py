@@ -112,6 +112,16 @@ def is_held_out(row: dict, clauses: list[dict]) -> bool:
     return any(all(str(row.get(k)) == v or _num_eq(row.get(k), v) for k, v in c.items()) for c in clauses)
 
 
+def split_holdout(rows: list[dict], holdout: list[dict], field: str, what: str) -> tuple[list, list]:
+    """(fit rows, held-out rows); at least two rows must remain to fit, else an InputError
+    naming ``field`` and saying which ``what`` rows were missing."""
+    fit = [r for r in rows if not is_held_out(r, holdout)]
+    held = [r for r in rows if is_held_out(r, holdout)]
+    if len(fit) < 2:
+        raise InputError("raw", field, f"need >= 2 {what} outside the hold-out, got {len(fit)}")
+    return fit, held
+
+
 def _num_eq(a, b: str) -> bool:
     try:
         return a is not None and float(a) == float(b)
@@ -164,12 +174,9 @@ def _weighted_lstsq(cols: list[str], feats: list[dict], y: np.ndarray) -> np.nda
 def fit_activation(rows: list[dict], holdout: list[dict], attn_term: bool = False) -> ActivationFit:
     """Least squares on relative error; coefficients that the data cannot tell apart
     (collinear columns) or that come out negative (unphysical) are fixed at 0 and listed."""
-    fit = [r for r in rows if not is_held_out(r, holdout)]
-    held = [r for r in rows if is_held_out(r, holdout)]
+    fit, held = split_holdout(rows, holdout, "rows", "rows")
     order = [c for c in ACT_ORDER if attn_term or c != "c_attn_t"]
     dropped = {} if attn_term else {"c_attn_t": "not fitted: SDPA/flash kernels never hold the s x s scores"}
-    if len(fit) < 2:
-        raise InputError("raw", "rows", f"need >= 2 rows outside the hold-out to fit, got {len(fit)}")
     feats = [activation_features(r) for r in fit]
     y = np.array([activation_target(r) for r in fit])
     if (y <= 0).any():
@@ -265,10 +272,7 @@ def fit_prefill(rows: list[dict], holdout: list[dict], peak_flops: float, hbm_by
     time = u*F/P + w*layers*1e9/P + passes*U/B  (F/x = layers*1e9 GFLOP->FLOP), so one least
     squares on relative time error gives eff_max = 1/u, x_half = w/u; w, passes >= 0."""
     usable = [r for r in rows if r.get("time_ms") and r.get("flops")]
-    fit = [r for r in usable if not is_held_out(r, holdout)]
-    held = [r for r in usable if is_held_out(r, holdout)]
-    if len(fit) < 2:
-        raise InputError("raw", "time_ms", f"need >= 2 timed prefill rows outside the hold-out, got {len(fit)}")
+    fit, held = split_holdout(usable, holdout, "time_ms", "timed prefill rows")
     t_s = np.array([r["time_ms"] * 1e-3 for r in fit])
     cols = {"u": np.array([r["flops"] for r in fit]) / peak_flops / t_s,
             "w": np.array([r["layers"] * 1e9 for r in fit]) / peak_flops / t_s}
@@ -298,10 +302,7 @@ def fit_decode(rows: list[dict], holdout: list[dict], hbm_bytes_per_s: float) ->
     layers*(x + x_half)/(B*eff_max), linear in (1/eff_max, x_half/eff_max). Returns
     (eff_max, x_half_bytes, fit errors, held-out errors)."""
     usable = [r for r in rows if r.get("time_ms") and r.get("weights_bytes")]
-    fit = [r for r in usable if not is_held_out(r, holdout)]
-    held = [r for r in usable if is_held_out(r, holdout)]
-    if len(fit) < 2:
-        raise InputError("raw", "time_ms", f"need >= 2 timed decode rows outside the hold-out, got {len(fit)}")
+    fit, held = split_holdout(usable, holdout, "time_ms", "timed decode rows")
     t_s = np.array([r["time_ms"] * 1e-3 for r in fit])
     cols = {"u": np.array([r["layers"] * decode_read_bytes(r) for r in fit]) / hbm_bytes_per_s / t_s,
             "w": np.array([r["layers"] for r in fit], float) / hbm_bytes_per_s / t_s}
