@@ -8,6 +8,8 @@ loader before ``os.replace`` puts it in place, so a bad write never leaves a bro
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from solver.cli_common import atomic_write_text, check_writable_path  # noqa: F401 (shared writer)
@@ -63,3 +65,8 @@ def merge_sections(base: dict | None, update: dict, sections: tuple[str, ...]) -
         out["provenance"] = prov
     out.setdefault("schema_version", SCHEMA_VERSION)
     return out
+
+
+def command_line(prog: str = "calibrate") -> str:
+    """The command that is running, shell-quoted, for a profile's provenance."""
+    return prog + " " + " ".join(shlex.quote(a) for a in sys.argv[1:])

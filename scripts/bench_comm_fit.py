@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.comm_fit import fit_group  # noqa: E402
-from calibrate.nccl_log import parse_file  # noqa: E402
+from calibrate.nccl.fit import fit_group  # noqa: E402
+from calibrate.importers.nccl_tests import parse_file  # noqa: E402
 from solver.units import fmt_bytes  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nccl"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate import mem_fit  # noqa: E402
-from calibrate.cmd_mem import DEFAULT_HOLDOUT  # noqa: E402
+from calibrate.memory import fit as mem_fit  # noqa: E402
+from calibrate.memory.profile import DEFAULT_HOLDOUT  # noqa: E402
 
 GIB = 2**30
 PEAK_FLOPS, HBM_BYTES_PER_S = 989e12, 3350e9  # H100 SXM datasheet (design.md section 3)

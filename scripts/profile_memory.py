@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate import mem_fit  # noqa: E402
-from calibrate.cmd_mem import DEFAULT_HOLDOUT, fit_into_profile  # noqa: E402
-from calibrate.mem_layers import BUILDERS  # noqa: E402
-from calibrate.mem_probe import GRIDS, grid_points, measure_decode, measure_prefill, shape_columns  # noqa: E402
+from calibrate.memory import fit as mem_fit  # noqa: E402
+from calibrate.memory.profile import DEFAULT_HOLDOUT, fit_into_profile  # noqa: E402
+from calibrate.memory.layers import BUILDERS  # noqa: E402
+from calibrate.memory.probe import GRIDS, grid_points, measure_decode, measure_prefill, shape_columns  # noqa: E402
 from calibrate.profile_io import atomic_write_text, read_profile_dict  # noqa: E402
 from solver.errors import InputError  # noqa: E402
 

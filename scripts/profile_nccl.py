@@ -4,7 +4,7 @@
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         scripts/profile_nccl.py --out profiles/a100.json
 
-See ``--help`` and calibrate/nccl_run.py.
+See ``--help`` and calibrate/nccl/run.py.
 """
 
 import sys
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from calibrate.nccl_run import main  # noqa: E402
+from calibrate.nccl.run import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

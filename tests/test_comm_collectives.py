@@ -81,7 +81,7 @@ def test_linear_table_and_envelope_lines():
 def test_denser_sweep_sizes():
     """Two sizes per doubling: 1024 * 2^0.5 = 1448 -> 1536 and 2048 * 2^0.5 = 2896 -> 2816
     (multiples of 256 B, so a group of up to 64 ranks splits 4-byte elements evenly)."""
-    from calibrate.nccl_sweep import sizes_geometric
+    from calibrate.nccl.sweep import sizes_geometric
     assert sizes_geometric(1024, 4096, 1) == [1024, 2048, 4096]
     assert sizes_geometric(1024, 4096, 2) == [1024, 1536, 2048, 2816, 4096]
     assert all(s % 256 == 0 for s in sizes_geometric(1024, 2**20, 4))

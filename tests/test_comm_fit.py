@@ -1,11 +1,11 @@
-"""calibrate/comm_fit.py: the fit recovers known alpha/busbw; held-out error; tables."""
+"""calibrate/nccl/fit.py: the fit recovers known alpha/busbw; held-out error; tables."""
 
 import numpy as np
 import pytest
 
-from calibrate.comm_fit import _predictor, fit_envelope, fit_group, fit_line, merge_sizes
-from calibrate.comm_profile import entry, fit_points
-from calibrate.raw_io import RawPoint, read_raw, write_raw
+from calibrate.nccl.fit import _predictor, fit_envelope, fit_group, fit_line, merge_sizes
+from calibrate.nccl.profile import entry, fit_points
+from calibrate.nccl.raw import RawPoint, read_raw, write_raw
 from solver.cost.collectives import collective_time_us
 from solver.errors import InputError
 from solver.inputs.profile import parse_profile

@@ -169,7 +169,7 @@ def test_calibrate_fit_non_utf8_csv(tmp_path, capsys):
 
 
 def test_fit_memory_non_utf8_csv(tmp_path):
-    from calibrate.mem_fit import read_raw
+    from calibrate.memory.fit import read_raw
     bad = tmp_path / "raw.csv"
     bad.write_bytes(b"runtime\n\xc3\x28\n")
     with pytest.raises(InputError, match="not a UTF-8 text file"):
@@ -245,7 +245,7 @@ def test_fp8_without_fp8_rate_falls_back_to_16_bit():
 # ---------------------------------------------------------------- 9. one formula for fit and prediction
 
 def test_fit_rows_use_the_solver_formulas():
-    from calibrate import mem_fit
+    from calibrate.memory import fit as mem_fit
     from solver.cost.compute import prefill_layer_flops
     from solver.cost.memory import activation_terms
     from solver.inputs.model import load_model

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from calibrate import mem_fit
-from calibrate.report_memory import memory_report, plot_memory
+from calibrate.memory import fit as mem_fit
+from calibrate.memory.report import memory_report, plot_memory
 from solver.inputs.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from calibrate import mem_fit
+from calibrate.memory import fit as mem_fit
 from solver.inputs.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from calibrate import mem_fit
+from calibrate.memory import fit as mem_fit
 
 COEF = {"c0_bytes": 1048576.0, "c_h": 4.0, "c_h_t": 2.0, "c_f_t": 3.0, "c_q_t": 1.0, "c_attn_t": 0.0}
 # (h, f, a, d): h, f and a*d vary independently (a*d = 2048 != h in the third shape)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from calibrate import cmd_mem, mem_fit
-from calibrate.mem_import import import_shared
+from calibrate.memory import profile as mem_profile
+from calibrate.importers.h100_shared import import_shared
 from solver.inputs.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +51,8 @@ def test_refit_from_shipped_raw_reproduces_profile(tmp_path):
     """profiles/raw/h100_*.csv + the build script's flags give back the shipped coefficients."""
     shipped = json.loads((ROOT / "profiles/h100.json").read_text())
     raws = [str(ROOT / "profiles/raw/h100_transformers.csv"), str(ROOT / "profiles/raw/h100_native.csv")]
-    rows, metas = cmd_mem.load_rows(raws)
-    out = cmd_mem.fit_into_profile(rows, metas, str(tmp_path / "h.json"), gpu="H100",
+    rows, metas = mem_profile.load_rows(raws)
+    out = mem_profile.fit_into_profile(rows, metas, str(tmp_path / "h.json"), gpu="H100",
                                    memory_runtime="transformers-5.17-sdpa", compute_runtime="native-sdpa",
                                    min_layers=2, raw_paths=raws)
     assert out["memory"]["activation_peak"]["coef"] == shipped["memory"]["activation_peak"]["coef"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from calibrate.snapshot_summary import compact, frame_label, summarize
+from calibrate.memory.snapshot import compact, frame_label, summarize
 
 SAMPLE = Path(__file__).parent / "fixtures/cuda_snapshot_sample.json"
 MIB = 2**20
@@ -35,7 +35,7 @@ def test_live_tensor_counter_counts_gate_product():
     """fp32 x[64,128] @ w[128,512] -> y (64*512*4 = 128 KiB); silu(y) * y holds y, silu(y) and
     the product at once: peak 3 x 128 KiB = 393,216 B; after del, nothing is live."""
     torch = pytest.importorskip("torch")
-    from calibrate.mem_probe import LiveTensors
+    from calibrate.memory.probe import LiveTensors
     x, w = torch.randn(64, 128), torch.randn(128, 512)
     with torch.inference_mode(), LiveTensors() as live:
         y = x @ w

@@ -1,4 +1,4 @@
-"""nccl-tests log import (calibrate/nccl_log.py, calibrate import-nccl-tests, predict, report)."""
+"""nccl-tests log import (calibrate/importers/nccl_tests.py, calibrate import-nccl-tests, predict, report)."""
 
 import json
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from calibrate.cli import main as calibrate
-from calibrate.comm_fit import fit_group
-from calibrate.nccl_log import parse_file, parse_text, to_raw
+from calibrate.nccl.fit import fit_group
+from calibrate.importers.nccl_tests import parse_file, parse_text, to_raw
 from solver.errors import InputError
 
 NCCL = Path(__file__).parent / "fixtures" / "nccl"

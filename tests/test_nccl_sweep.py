@@ -25,7 +25,7 @@ def _rank(env: dict, argv: list[str], log: str) -> None:
     os.dup2(fd, 2)
     sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)  # pytest replaced the originals
     os.environ.update(env)
-    from calibrate.nccl_run import main
+    from calibrate.nccl.run import main
     try:
         rc = main(argv)
     except SystemExit as e:
@@ -40,7 +40,7 @@ def _launch(tmp: Path, name: str, extra: list[str], fault: str | None) -> list:
     # thread pools, and a child forked from a threaded parent can deadlock. The server is a
     # fresh single-threaded process that imports torch once, then forks the ranks cheaply.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "calibrate.nccl_run"])
+    ctx.set_forkserver_preload(["torch", "calibrate.nccl.run"])
     procs = []
     for rank in (0, 1):
         env = {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",

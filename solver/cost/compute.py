@@ -17,7 +17,7 @@ def matmul_params_per_gpu(model: ModelSpec, tp: int) -> float:
     """Matmul weights one token multiplies through on one rank, sharded as
     ``memory.layer_weight_bytes`` holds them: q/o and the top-k experts' MLP split by t, k/v
     split by t but replicated past a_kv, the MoE router replicated. Norms and biases are
-    elementwise (no matmul FLOPs). ``calibrate.mem_fit`` counts measured FLOPs with this."""
+    elementwise (no matmul FLOPs). ``calibrate.memory.fit`` counts measured FLOPs with this."""
     h = model.hidden_size
     q_o = 2 * h * model.q_dim / tp
     k_v = 2 * h * model.head_dim * kv_heads_per_gpu(model, tp)

@@ -86,7 +86,7 @@ def _default_coefs(model: ModelSpec) -> dict:
 
 def activation_terms(model: ModelSpec, tp: int, batch: int, seq: int, act_bytes: float) -> dict:
     """The regressor of each ``tokens_linear_v1`` coefficient (peak = sum coef x term);
-    ``calibrate.mem_fit`` fits the coefficients on these same terms."""
+    ``calibrate.memory.fit`` fits the coefficients on these same terms."""
     h, a, d = model.hidden_size, model.num_heads, model.head_dim
     f = model.ffn_size * model.experts_per_token
     tp_bytes = batch * seq * act_bytes

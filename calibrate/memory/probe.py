@@ -6,7 +6,7 @@ On CUDA (design.md section 5): ``reset_peak_memory_stats``, then
 ``max_memory_reserved() - max_memory_allocated()`` for the allocator's slack,
 ``(total - free from mem_get_info) - memory_reserved()`` for memory outside torch (CUDA
 context, kernel images, NCCL buffers: device-wide, so run on an idle GPU), and a
-``_record_memory_history`` trace summarised by ``snapshot_summary``. Times are CUDA-event
+``_record_memory_history`` trace summarised by ``calibrate.memory.snapshot``. Times are CUDA-event
 means. On CPU (``--dry-run``) the same row is produced with a live-tensor counter standing
 in for the allocator and wall-clock times; it checks shapes and plumbing, and its rows are
 ``synthetic``.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 import weakref
 
-from calibrate.mem_layers import Shape, Stage, kv_tensor_bytes, local_heads
-from calibrate.snapshot_summary import compact, summarize
+from calibrate.memory.layers import Shape, Stage, kv_tensor_bytes, local_heads
+from calibrate.memory.snapshot import compact, summarize
 
 SHAPES = {
     "llama3-8b": Shape("llama3-8b", 4096, 14336, 32, 8, 128),

@@ -16,7 +16,7 @@ they count as the starting level, so ``peak_bytes_above_start`` matches
 from __future__ import annotations
 
 # Frames inside these paths say nothing about *which* tensor it is; skip to the caller.
-_LIBRARY_MARKERS = ("/torch/", "\\torch\\", "/site-packages/transformers/", "<frozen", "??", "/calibrate/mem_probe")
+_LIBRARY_MARKERS = ("/torch/", "\\torch\\", "/site-packages/transformers/", "<frozen", "??", "/calibrate/memory/probe")
 
 
 def frame_label(frames: list[dict] | None) -> str:

@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cpu")
     dist.init_process_group(backend, init_method=args.init_method, rank=rank, world_size=world,
                             timeout=_dt.timedelta(seconds=args.timeout))
-    from calibrate.nccl_sweep import Runner, plan_groups, sizes_geometric
-    from calibrate.raw_io import RawPoint, write_raw
+    from calibrate.nccl.sweep import Runner, plan_groups, sizes_geometric
+    from calibrate.nccl.raw import RawPoint, write_raw
 
     specs = plan_groups(args.collectives, world, local_world)
     timeout = _dt.timedelta(seconds=args.timeout)
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write_profile(args, points, raw_out: str, gpu: str) -> int:
-    from calibrate.comm_profile import entry, fit_points, nominal_gbps, provenance, write_collectives
+    from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
     from calibrate.profile_io import read_profile_dict
     from solver.errors import InputError
 

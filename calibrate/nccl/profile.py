@@ -12,10 +12,10 @@ import datetime as _dt
 from pathlib import Path
 
 from calibrate import published
-from calibrate.comm_fit import ERROR_WINDOW, Fit, fit_group, round_sig
+from calibrate.nccl.fit import ERROR_WINDOW, Fit, fit_group, round_sig
 from calibrate.defaults import skeleton
 from calibrate.profile_io import merge_sections, read_profile_dict, write_profile
-from calibrate.raw_io import RawPoint, groups
+from calibrate.nccl.raw import RawPoint, groups
 from solver.errors import InputError
 
 

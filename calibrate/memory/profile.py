@@ -1,22 +1,20 @@
-"""``calibrate fit-memory`` and ``calibrate import-h100-shared``.
+"""The ``memory`` and ``compute`` sections fitted from raw memory/time rows.
 
-``fit-memory`` reads raw CSVs (``scripts/profile_memory.py`` output, or the shared H100 data
-after ``import-h100-shared``), fits the activation-peak model and the prefill efficiency
-curve (calibrate/mem_fit.py), and merges the ``memory`` and ``compute`` sections into a
-profile through ``profile_io`` -- collectives and network are never touched.
+``fit_into_profile`` reads nothing but its arguments and the profile it updates: it fits the
+activation-peak model and the prefill efficiency curve (calibrate/memory/fit.py) and merges
+the ``memory`` and ``compute`` sections through ``profile_io`` -- collectives and network are
+never touched. ``calibrate fit-memory`` and ``scripts/profile_memory.py`` both call it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import shlex
-import sys
 from pathlib import Path
 
-from calibrate import mem_fit
 from calibrate.defaults import skeleton
-from calibrate.profile_io import atomic_write_text, merge_sections, read_profile_dict, write_profile
+from calibrate.memory import fit as mem_fit
+from calibrate.profile_io import command_line, merge_sections, read_profile_dict, write_profile
 from solver.errors import InputError
 from solver.units import GIB
 
@@ -36,55 +34,6 @@ _TARGET_NOTES = {
         "memory_allocated before it (weights and the input hidden states excluded), minus the K/V it "
         "returns; includes the layer output. A stage that keeps its input alive adds T*h*p."),
 }
-
-
-def register(sub) -> None:
-    p = sub.add_parser("fit-memory", help="fit activation peak + prefill efficiency from raw CSVs into a profile",
-                       description="Fit memory.activation_peak (tokens_linear_v1), memory overheads (when "
-                                   "measured) and compute.prefill_efficiency from raw rows; merge them into "
-                                   "PROFILE (other sections kept).")
-    p.add_argument("raw", nargs="+", help="raw CSV(s) (calibrate/mem_fit.py RAW_COLUMNS); a RAW.meta.json "
-                                          "beside each supplies provenance")
-    p.add_argument("--out", required=True, help="profile to update (created from datasheet defaults with --gpu)")
-    p.add_argument("--gpu", default=None, help="GPU name for a new profile (default: refuse if --out is missing)")
-    p.add_argument("--memory-runtime", default=None, help="runtime whose rows fit memory (default: the only one)")
-    p.add_argument("--compute-runtime", default=None, help="runtime whose rows fit compute (default: memory's)")
-    p.add_argument("--holdout", default=DEFAULT_HOLDOUT,
-                   help=f"rows kept out of the fit, KEY=V[,KEY=V][;...] (default {DEFAULT_HOLDOUT!r})")
-    p.add_argument("--min-layers", type=int, default=1, help="fit memory on stages of >= N layers (default 1)")
-    p.add_argument("--compute-min-layers", type=int, default=1, help="fit compute on stages of >= N layers (default 1)")
-    p.add_argument("--mlp", choices=("gated", "plain"), default="gated",
-                   help="MLP type the activation model is fitted for (default gated: every preset)")
-    p.add_argument("--attn-term", action="store_true", help="fit c_attn_t (eager attention holding s x s scores)")
-    p.add_argument("--no-elementwise", action="store_true",
-                   help="prefill time = FLOPs/(peak x eff) only; no unsharded HBM-pass term")
-    p.set_defaults(func=run_fit)
-
-    q = sub.add_parser("import-h100-shared", help="convert shared/data/h100 CSVs into raw CSVs",
-                       description="Write RAW CSVs (one per runtime) + .meta.json from the shared H100 data set.")
-    q.add_argument("folder", help="the shared data folder, e.g. ../shared/data/h100")
-    q.add_argument("--out-dir", default="profiles/raw", help="where to write (default profiles/raw)")
-    q.add_argument("--prefix", default="h100", help="file name prefix (default h100)")
-    q.set_defaults(func=run_import)
-
-
-def _command() -> str:
-    return "calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-def run_import(args) -> int:
-    from calibrate.mem_import import DATASET_REF, DEVICE, import_shared
-    by_runtime = import_shared(args.folder)
-    for runtime, rows in sorted(by_runtime.items()):
-        path = Path(args.out_dir) / f"{args.prefix}_{runtime.split('-')[0]}.csv"
-        mem_fit.write_raw(path, rows)
-        meta = {"created": _dt.date.today().isoformat(), "command": _command(), "data": DATASET_REF,
-                "device": DEVICE, "torch": "2.11.0+cu130", "cuda": "13.0", "nccl": "2.28.9",
-                "runtime": runtime, "source": "measured",
-                "transformers": "5.17.0" if runtime.startswith("transformers") else None}
-        atomic_write_text(str(path) + ".meta.json", json.dumps(meta, indent=2) + "\n")
-        print(f"wrote {path} ({len(rows)} rows, {runtime})")
-    return 0
 
 
 def load_rows(paths: list[str]) -> tuple[list[dict], list[dict]]:
@@ -177,7 +126,7 @@ def compute_section(rows: list[dict], metas: list[dict], runtime: str, holdout_s
     curve = {"kind": "saturating" if fit.x_half_gflop > 0 else "constant", "x_quantity": "layer_gflop",
              "source": _source(used), "ref": ref, "range": rng, "fit_error": err,
              "note": (f"achieved / peak ({peak_tflops:g} TFLOP/s) FLOP rate of prefill matmuls + causal attention "
-                      f"(FLOPs: design.md section 5, calibrate.mem_fit.prefill_flops); timing: {methods}. "
+                      f"(FLOPs: design.md section 5, calibrate.memory.fit.prefill_flops); timing: {methods}. "
                       + ("Fitted jointly with compute.prefill_elementwise_passes: use both."
                          if elementwise else "Curve alone (no unsharded term)."))}
     if fit.x_half_gflop > 0:
@@ -196,7 +145,7 @@ def compute_section(rows: list[dict], metas: list[dict], runtime: str, holdout_s
 def _provenance(metas: list[dict], runtimes: set[str]) -> dict:
     use = [m for m in metas if m.get("runtime") in runtimes or "runtime" not in m] or metas
     keys = ("device", "torch", "cuda", "nccl", "transformers", "data")
-    prov = {"created": _dt.date.today().isoformat(), "command": _command(), "runtimes": sorted(runtimes)}
+    prov = {"created": _dt.date.today().isoformat(), "command": command_line(), "runtimes": sorted(runtimes)}
     for k in keys:
         vals = sorted({str(m[k]) for m in use if m.get(k)})
         if vals:
@@ -237,7 +186,7 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
     if base is None:
         if not gpu:
             raise InputError(out_path, "", "does not exist; pass --gpu to start it from datasheet defaults")
-        base = skeleton(gpu, command=_command())
+        base = skeleton(gpu, command=command_line())
     g = base.get("gpu", {})
     try:
         peak = g["peak_tflops"].get(rows[0]["dtype"], g["peak_tflops"].get("fp16"))["value"]
@@ -259,17 +208,3 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
         out["provenance"]["summary"] = "datasheet numbers, defaults and the fits listed in provenance.sections"
     write_profile(out_path, out)
     return out
-
-
-def run_fit(args) -> int:
-    rows, metas = load_rows(args.raw)
-    out = fit_into_profile(rows, metas, args.out, gpu=args.gpu, memory_runtime=args.memory_runtime,
-                           compute_runtime=args.compute_runtime, holdout=args.holdout, min_layers=args.min_layers,
-                           compute_min_layers=args.compute_min_layers, mlp=args.mlp, attn_term=args.attn_term,
-                           elementwise=not args.no_elementwise, raw_paths=args.raw)
-    a = out["memory"]["activation_peak"]["fit_error"]
-    c = out["compute"]["prefill_efficiency"]["fit_error"]
-    print(f"wrote {args.out}: memory from {out['memory']['activation_peak']['runtime']} (held-out max "
-          f"{a['max_rel']}, mean {a['mean_rel']}, n={a['held_out']}), compute from {c['runtime']} (held-out max "
-          f"{c['max_rel']}, mean {c['mean_rel']}, n={c['held_out']})")
-    return 0

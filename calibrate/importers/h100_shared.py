@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from calibrate.mem_fit import prefill_flops
+from calibrate.memory.fit import prefill_flops
 from solver.errors import InputError
 from solver.inputs.fields import read_text
 from solver.units import GIB

@@ -9,13 +9,13 @@ from solver.clikit import build_parser as build_parser_for
 from solver.clikit import dispatch
 
 _COMMANDS = [
-    "calibrate.cmd_init",
-    "calibrate.cmd_mem",
-    "calibrate.cmd_import_nccl",
-    "calibrate.cmd_fit",
-    "calibrate.cmd_predict",
-    "calibrate.cmd_report",
-    "calibrate.cmd_fit_serving",
+    "calibrate.cli.init",
+    "calibrate.cli.memory",
+    "calibrate.cli.import_nccl",
+    "calibrate.cli.fit",
+    "calibrate.cli.predict",
+    "calibrate.cli.report",
+    "calibrate.cli.fit_serving",
 ]
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 from calibrate.defaults import skeleton
-from calibrate.profile_io import write_profile
+from calibrate.profile_io import command_line, write_profile
 from solver.errors import InputError
 
 
@@ -26,7 +24,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise InputError(str(out), "", "exists; pass --force to overwrite")
-    data = skeleton(args.gpu, command="calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    data = skeleton(args.gpu, command=command_line())
     write_profile(out, data)
     print(f"wrote {out} ({data['gpu']['name']}, published + defaults)")
     return 0

@@ -140,7 +140,7 @@ def read_raw(path: str | Path) -> list[RawPoint]:
     missing = [c for c in _REQUIRED if c not in (reader.fieldnames or [])]
     if missing:
         raise InputError(where, "header", f"missing column(s) {', '.join(missing)}; "
-                                          f"expected the raw schema of calibrate/raw_io.py")
+                                          f"expected the raw schema of calibrate/nccl/raw.py")
     points = [_parse_row(row, where, i) for i, row in enumerate(reader, start=2)]
     if not points:
         raise InputError(where, "", "no data rows")

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from calibrate.raw_io import RawPoint
+from calibrate.nccl.raw import RawPoint
 from solver.errors import InputError
 from solver.inputs.profile import COLLECTIVES
 

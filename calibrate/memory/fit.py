@@ -1,6 +1,6 @@
 """Fit the activation-peak model and the prefill efficiency curve from raw rows.
 
-Raw rows are what ``scripts/profile_memory.py`` writes and ``calibrate.mem_import``
+Raw rows are what ``scripts/profile_memory.py`` writes and ``calibrate.importers.h100_shared``
 converts the shared H100 data into (columns: ``RAW_COLUMNS``, one row per grid point,
 bytes and ms). Pure numpy: no torch, no I/O beyond the CSV.
 
@@ -35,7 +35,7 @@ from solver.errors import InputError
 from solver.inputs.fields import read_text
 from solver.inputs.model import ModelSpec
 
-# Raw CSV contract: written by mem_probe/mem_import, read here. Units in the names.
+# Raw CSV contract: written by memory/probe.py and importers/h100_shared.py, read here. Units in the names.
 RAW_COLUMNS = (
     "runtime", "device", "dtype", "dtype_bytes", "phase", "batch", "seq", "hidden", "heads",
     "kv_heads", "head_dim", "ffn", "gated_mlp", "tp", "layers", "weights_bytes", "kv_bytes",
@@ -59,7 +59,7 @@ def read_raw(path: str | Path) -> list[dict]:
     missing = [c for c in ("runtime", "phase", "batch", "seq", "hidden", "tp", "peak_bytes")
                if c not in (reader.fieldnames or [])]
     if missing:
-        raise InputError(str(p), missing[0], "missing column (see calibrate/mem_fit.py RAW_COLUMNS)")
+        raise InputError(str(p), missing[0], "missing column (see calibrate/memory/fit.py RAW_COLUMNS)")
     rows = []
     for i, r in enumerate(reader, start=2):
         row = dict(r)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from calibrate.raw_io import groups, read_raw
+from calibrate.nccl.raw import groups, read_raw
 from solver.cost.collectives import busbw_gbps, collective_time_us
 from solver.errors import InputError
 from solver.inputs.profile import load_profile
@@ -88,7 +88,7 @@ def plot(prof, raw_paths: list[str], png: str) -> bool:
 
 def run(args) -> int:
     prof = load_profile(args.profile)
-    has_memory = prof.activation is not None  # memory/compute fits: calibrate/report_memory.py
+    has_memory = prof.activation is not None  # memory/compute fits: calibrate/memory/report.py
     if not prof.collectives and not has_memory:
         raise InputError(args.profile, "collectives", "no collective or memory fits in this profile")
     if prof.collectives:
@@ -98,7 +98,7 @@ def run(args) -> int:
             if plot(prof, _raw_paths(prof, args.raw), png):
                 print(f"wrote {png}")
     if has_memory:
-        from calibrate.report_memory import memory_report, plot_memory
+        from calibrate.memory.report import memory_report, plot_memory
         mem_raw = [p for p in prof.provenance.get("sections", {}).get("memory", {}).get("raw", []) if Path(p).exists()]
         print("\n" + memory_report(prof.raw, mem_raw))
         png = str(Path(args.profile).with_suffix("")) + "_memory.png"

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 
-from calibrate.comm_profile import entry, fit_points, nominal_gbps, provenance, write_collectives
-from calibrate.profile_io import read_profile_dict
-from calibrate.raw_io import read_raw
+from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
+from calibrate.profile_io import command_line, read_profile_dict
+from calibrate.nccl.raw import read_raw
 
 
 def register(sub) -> None:
@@ -29,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    command = "calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     base = read_profile_dict(args.out)
     points, entries = [], []
     for path in args.raw:

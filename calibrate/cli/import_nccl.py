@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-import shlex
-import sys
 from pathlib import Path
 
 from calibrate import published
-from calibrate.comm_profile import entry, fit_points, nominal_gbps, provenance, write_collectives
-from calibrate.nccl_log import parse_file, to_raw
-from calibrate.profile_io import read_profile_dict
-from calibrate.raw_io import write_raw
+from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
+from calibrate.importers.nccl_tests import parse_file, to_raw
+from calibrate.profile_io import command_line, read_profile_dict
+from calibrate.nccl.raw import write_raw
 from solver.errors import InputError
 from solver.inputs.profile import COLLECTIVES, normalize_gpu_name
 
@@ -62,7 +60,7 @@ def _check_proxy(log_gpu: str, profile_gpu: str | None, reason: str | None, wher
 
 
 def run(args) -> int:
-    command = "calibrate " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     base = read_profile_dict(args.out)
     profile_gpu = args.gpu or (base or {}).get("gpu", {}).get("name")
     raw_dir = Path(args.raw_dir) if args.raw_dir else Path(args.out).parent / "raw"

@@ -2,12 +2,12 @@
 predicted vs measured (activation peak; prefill time), held-out points marked.
 
 ``memory_report(profile_dict, raw_paths=None) -> str`` and
-``plot_memory(profile_dict, raw_csv, png_path) -> bool`` are what ``cmd_report`` calls.
+``plot_memory(profile_dict, raw_csv, png_path) -> bool`` are what ``calibrate report`` calls.
 """
 
 from __future__ import annotations
 
-from calibrate import mem_fit
+from calibrate.memory import fit as mem_fit
 from solver.units import GIB
 
 
