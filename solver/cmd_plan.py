@@ -3,6 +3,7 @@ MILP's status, bound and gap, two baselines, and vLLM launch commands."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -47,15 +48,25 @@ def register(sub) -> None:
     p.add_argument("--solver", choices=SOLVERS, default="cbc", help="MILP solver: cbc (bundled) or highs (default cbc)")
     p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
                    help="what crosses stage boundaries (default vllm: hidden + residual)")
-    p.add_argument("--extra-stages", type=int, default=2,
-                   help="pipeline depths searched beyond the fewest stages that fit, per shape (default 2)")
+    p.add_argument("--extra-stages", type=_depth_bound, default=-1, metavar="N|any",
+                   help="pipeline depths searched beyond the fewest stages that fit, per block sequence; "
+                        "'any' for every depth (default: any for models of <= 16 layers, else 2)")
     p.add_argument("--max-blocks", type=int, default=None,
-                   help="most blocks (runs of stages of one GPU type and TP) per replica; default 4 for pools "
+                   help="most blocks (runs of stages on one node group) per replica; default 4 for pools "
                         "of <= 12 GPUs and models of <= 16 layers, else 2")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_workload_args(p, batch_default=32)
     add_output_args(p)
     p.set_defaults(func=run)
+
+
+def _depth_bound(text: str) -> int | None:
+    if text.strip().lower() == "any":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 or 'any', got {text!r}") from None
 
 
 def _check_args(args) -> None:
@@ -69,7 +80,7 @@ def _check_args(args) -> None:
         raise InputError("", "--time-limit", f"must be > 0 seconds, got {args.time_limit:g}")
     if args.max_blocks is not None and args.max_blocks < 1:
         raise InputError("", "--max-blocks", f"must be >= 1, got {args.max_blocks}")
-    if args.extra_stages < 0:
+    if args.extra_stages is not None and args.extra_stages < 0 and args.extra_stages != -1:
         raise InputError("", "--extra-stages", f"must be >= 0, got {args.extra_stages}")
 
 

@@ -89,7 +89,7 @@ def test_status_names_heuristic_splits(monkeypatch):
     monkeypatch.setattr(shapes, "MAX_GRID_POINTS", 0)  # every split from the proportional start
     r = plan(TINY, WORKLOAD, pool(("b", 1, "BIG", 2, 25.0, 1.0)), [syn_profile("BIG")], max_blocks=1)
     assert r.heuristic_splits == r.columns > 0
-    assert r.search_space.startswith("replicas of up to 1 blocks")
+    assert "bounds: at most 1 blocks" in r.search_space
 
 
 def test_interconnect_mismatch_warns():

@@ -93,3 +93,42 @@ def test_vllm_launch_rules():
     mixed = PlacedReplica((PlacedStage("a", 0, "A", 4, 0, 40), PlacedStage("a", 1, "A", 2, 40, 40)), 1, 1, "")
     out = vllm_launch(mixed, "m", 80)
     assert not out["ok"] and "TP 2 and 4" in out["reason"]
+
+
+def test_validator_refuses_unlaunchable_replicas():
+    """vLLM: one TP size per replica, and after the head node the nodes go by increasing GPU
+    count (Ray's worker sort), equal counts of one group."""
+    def rep(*stages):
+        return Plan((PlacedReplica(tuple(PlacedStage(*s) for s in stages), 1.0, 1.0, ""),))
+
+    mixed = rep(("p", 0, "PIPE", 2, 0, 2), ("p", 1, "PIPE", 1, 2, 2))
+    assert any("stages use TP 1 and 2" in p for p in _problems(mixed))
+    # head p/0 (1 GPU), then b/0 (1 GPU) and p/1 (2 GPUs): increasing counts -> launchable order
+    ok = rep(("p", 0, "PIPE", 1, 0, 1), ("b", 0, "BIG", 1, 1, 1), ("p", 1, "PIPE", 1, 2, 1), ("p", 1, "PIPE", 1, 3, 1))
+    assert not any("rank" in p or "follows" in p for p in _problems(ok))
+    # p/1 holds 2 GPUs, then b/0 holds 1: vLLM would rank b/0 first
+    bad = rep(("p", 0, "PIPE", 1, 0, 1), ("p", 1, "PIPE", 1, 1, 1), ("p", 1, "PIPE", 1, 2, 1), ("b", 0, "BIG", 1, 3, 1))
+    assert any("follows" in p for p in _problems(bad))
+    split = rep(("p", 0, "PIPE", 1, 0, 1), ("p", 1, "PIPE", 1, 1, 1), ("p", 0, "PIPE", 1, 2, 2))
+    assert any("non-consecutive" in p for p in _problems(split))
+
+
+@pytest.mark.parametrize("name", ["mixed.yaml", "mixed-a100-l40s-v100.yaml", "v100-16x4.yaml"])
+def test_shipped_examples_plan_only_launchable_replicas(name):
+    """Every replica of the shipped examples' plans has a vLLM command (launchable) and the
+    validator, which re-checks the rank order with its own code, accepts the plan."""
+    from pathlib import Path
+    from solver.inputs.cluster import load_cluster
+    from solver.inputs.model import load_model
+    from solver.inputs.profile import load_profiles
+    from solver.inputs.workload import Workload
+    root = Path(__file__).resolve().parents[1]
+    model, cluster = load_model("llama3-70b"), load_cluster(root / "examples/clusters" / name)
+    profiles = load_profiles([str(root / "profiles")])
+    wl = Workload(batch=32, prompt_len=2048, output_len=512, dtype="fp16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = plan(model, wl, cluster, profiles)
+        assert check_plan(r.plan, model, wl, cluster, profiles) == []
+    for rep in r.plan.replicas:
+        assert vllm_launch(rep, "m", model.num_layers)["ok"]

@@ -1,8 +1,10 @@
 """Brute force over every plan of a small pool: the reference the MILP is checked against.
 
 Shares nothing with the MILP's shape space: a replica is *any* sequence of stages, each
-``t`` GPUs (power of two dividing the heads) of *any* node with that many free GPUs, in
-any order, with *any* split of the layers (every composition whose stages fit in memory by
+``t`` GPUs (power of two dividing the heads; one t per replica) of *any* node with that
+many free GPUs, in any order the runtime launches (a node's stages consecutive; for vLLM
+the nodes after the first by increasing GPU count, equal counts of one group: the rule of
+``solver.plan.launch``, re-implemented here), with *any* split of the layers (every composition whose stages fit in memory by
 ``stage_mem``), valued by ``estimate_pipeline``. Plans are sets of replicas; the search is
 a memoised recursion over the free GPUs per node (nodes of a group with equal free GPUs
 are interchangeable, which is the only symmetry it removes). Exponential: pools of about a
@@ -62,7 +64,7 @@ class Exhaustive:
         out = []
 
         def grow(stages: list, left: list[int], touched: set):
-            if stages:
+            if stages and self._launchable(stages):
                 sig = tuple((self.nodes[n][0], t, k > 0 and stages[k - 1][0] == n)
                             for k, (n, t) in enumerate(stages))
                 out.append((sig, tuple(stages), tuple(left)))
@@ -71,11 +73,15 @@ class Exhaustive:
             seen = set()
             for n, (gi, _) in enumerate(self.nodes):
                 key = (gi, left[n])
+                if n in touched and n != stages[-1][0]:
+                    continue  # a node's stages are consecutive
                 if n not in touched and key in seen:
                     continue  # an untouched node equal to one already tried
                 if n not in touched:
                     seen.add(key)
                 for t in self._tps(gi):
+                    if stages and t != stages[0][1]:
+                        continue  # one TP size per replica
                     if left[n] >= t:
                         left[n] -= t
                         grow(stages + [(n, t)], left, touched | {n})
@@ -83,6 +89,20 @@ class Exhaustive:
 
         grow([], list(free), set())
         return out
+
+    def _launchable(self, stages: list) -> bool:
+        """vLLM's Ray rank order: after the first node, nodes by increasing GPU count, equal
+        counts within one node group."""
+        if self.runtime != "vllm":
+            return True
+        runs: list[list] = []
+        for n, t in stages:
+            if runs and runs[-1][0] == n:
+                runs[-1][1] += t
+            else:
+                runs.append([n, t])
+        rest = [(self.nodes[n][0], z) for n, z in runs[1:]]
+        return all(zb > za or (zb == za and ga == gb) for (ga, za), (gb, zb) in zip(rest, rest[1:]))
 
     def _canon(self, free: tuple[int, ...]) -> tuple[int, ...]:
         out = []

@@ -35,12 +35,18 @@ def _copies_that_fit(table: CostTable, sv: ShapeValue) -> int:
         free, copies = trial, copies + 1
 
 
+def _packed(table: CostTable, block) -> bool:
+    """The block sits on the fewest nodes its stages fit."""
+    per_node = table.groups[block.group].gpus_per_node // block.tp
+    return len(block.chunks) == -(-block.stages // per_node)
+
+
 def best_homogeneous(table: CostTable, values: list[ShapeValue], objective: str = "throughput",
                      min_tok_s: float = 0.0, max_replicas: int | None = None) -> tuple[ShapeValue, int] | None:
     """(shape, copies) of the best one-type packed plan; None when no such plan exists."""
     best, best_key = None, None
     for sv in values:
-        if len(sv.shape.blocks) != 1 or sv.shape.blocks[0].spread:
+        if len(sv.shape.blocks) != 1 or not _packed(table, sv.shape.blocks[0]):
             continue
         most = _copies_that_fit(table, sv)
         if max_replicas is not None:
@@ -69,11 +75,6 @@ def _group_order(table: CostTable) -> list[int]:
     return sorted(range(len(table.groups)), key=lambda i: -table.groups[i].profile.hbm_gbps.value)
 
 
-def _smallest_tp(table: CostTable, g: int, pos: str) -> int | None:
-    for t in tp_degrees(table.model, table.groups[g].gpus_per_node):
-        if table.kind(g, t, pos) is not None:
-            return t
-    return None
 
 
 def _greedy_cap(table: CostTable, g: int, t: int, pos: str) -> int:
@@ -84,13 +85,23 @@ def _greedy_cap(table: CostTable, g: int, t: int, pos: str) -> int:
 
 
 def _one_greedy_replica(table: CostTable, free: dict[int, list[int]]) -> list[PlacedStage] | None:
-    """Fill stages until the model is held; takes GPUs from ``free`` only on success."""
+    """The first TP degree (smallest first) with which greedy filling holds the model."""
+    degrees = sorted({t for g in table.groups for t in tp_degrees(table.model, g.gpus_per_node)})
+    for t in degrees:
+        stages = _greedy_fill(table, free, t)
+        if stages is not None:
+            return stages
+    return None
+
+
+def _greedy_fill(table: CostTable, free: dict[int, list[int]], t: int) -> list[PlacedStage] | None:
+    """Fill stages of TP ``t`` until the model is held (one TP per replica: what vLLM
+    launches); takes GPUs from ``free`` only on success."""
     L, stages, layer = table.num_layers, [], 0
     trial = {g: list(v) for g, v in free.items()}
     for g in _group_order(table):
         grp = table.groups[g]
-        t = _smallest_tp(table, g, "mid" if L > 1 else "only")
-        if t is None:
+        if t > grp.gpus_per_node or table.kind(g, t, "mid" if L > 1 else "only") is None:
             continue
         for i in range(grp.nodes):
             while trial[g][i] >= t and layer < L:

@@ -5,6 +5,7 @@ The one entry point of ``solver plan``, the tests and the benchmark.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from solver.cost.memory import kv_bytes_per_token
@@ -19,7 +20,8 @@ from solver.plan.assign import place
 from solver.plan.candidates import CostTable, pool_groups
 from solver.plan.milp import SOLVERS, Column, PlanMILP
 from solver.plan.result import PlanResult
-from solver.plan.shapes import ShapeValue, default_max_blocks, enumerate_shapes, evaluate
+from solver.plan.shapes import ShapeValue, evaluate
+from solver.plan.space import Bounds, enumerate_shapes
 from solver.plan.validate_plan import PlanInvalid, validate
 from solver.cost.stage import memoized_stage_times
 from solver.units import GIB
@@ -61,18 +63,24 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
             f"for it -- shorten --prompt-len/--output-len or add GPUs")
 
 
-def shape_values(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[ShapeValue]:
-    """Evaluated shapes, one per resource signature (the best one), best first."""
-    gpn = [g.gpus_per_node for g in table.groups]
+def shape_values(table: CostTable, bounds: Bounds) -> list[ShapeValue]:
+    """Evaluated shapes, one per resource signature (the best one), best first. Shapes that
+    differ only in where their inter-node links fall share one evaluation."""
     best: dict[tuple, ShapeValue] = {}
-    for shape in enumerate_shapes(table, extra_stages, max_blocks):
-        sv = evaluate(table, shape)
+    done: dict[tuple, ShapeValue | None] = {}
+    for shape in enumerate_shapes(table, bounds, table.runtime):
+        vk = shape.value_key()
+        if vk not in done:
+            done[vk] = evaluate(table, shape)
+        sv = done[vk]
         # estimate_pipeline has the last word on memory: a layout it cannot run even one
         # sequence on (e.g. a mixed-GPU pipeline under the first stage's serving settings)
         # scores 0 and must never become a replica
         if sv is None or sv.throughput_tok_s <= 0:
             continue
-        key = tuple(sorted(shape.chunks(gpn)))
+        if sv.shape != shape:
+            sv = dataclasses.replace(sv, shape=shape)
+        key = tuple(sorted(shape.chunks()))
         if key not in best or sv.throughput_tok_s > best[key].throughput_tok_s:
             best[key] = sv
     return sorted(best.values(), key=lambda v: -v.throughput_tok_s)
@@ -95,12 +103,13 @@ def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[
 def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
           objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
           time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
-          extra_stages: int = 2, max_blocks: int | None = None) -> PlanResult:
+          extra_stages: int | None = -1, max_blocks: int | None = None) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
     check_pool_size(cluster)
     table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
-    values = shape_values(table, extra_stages, max_blocks)
+    bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
+    values = shape_values(table, bounds)
     if not values:
         raise InfeasibleError(_no_shape_reason(model, workload, table))
     columns = _columns(table, values)
@@ -132,16 +141,7 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
     return PlanResult(sol.status, objective, sol.objective, sol.bound, sol.gap, sol.solve_s, sol.solver,
                       chosen, baselines, len(columns), notes,
                       heuristic_splits=sum(not v.exact_split for v in values),
-                      search_space=search_space(table, extra_stages, max_blocks))
-
-
-def search_space(table: CostTable, extra_stages: int, max_blocks: int | None) -> str:
-    """What the MILP's columns range over: its "optimal" is proven over these layouts."""
-    gpus = sum(g.nodes * g.gpus_per_node for g in table.groups)
-    blocks = max_blocks if max_blocks is not None else default_max_blocks(gpus, table.num_layers)
-    return (f"replicas of up to {blocks} blocks (runs of stages of one node group and TP degree), "
-            f"up to {extra_stages} stages deeper than the shallowest that fits (multi-block: 1), "
-            "stages packed on nodes or spread one per node; best layer split per layout")
+                      search_space=bounds.describe(model.num_layers, runtime))
 
 
 def _master_reason(table, values, objective, min_tok_s, max_replicas, status) -> str:

@@ -1,10 +1,10 @@
 """Replica shapes: the columns of the planner's MILP, each with its best layer split.
 
-A *shape* is a replica's pipeline without node ids: one or two *blocks* of stages, a block
-being ``stages`` consecutive stages of TP ``tp`` on nodes of one group; the first block
-holds the first stage, the last block the last stage. Within a block the stages either
-*pack* nodes (G // t consecutive stages per node, their links inside the node) or *spread*
-one stage per node. A shape's resource use is a list of node *chunks* (group, GPUs).
+A *shape* is a replica's pipeline without node ids: one TP degree and a sequence of
+*blocks*, a block being ``stages`` consecutive stages on nodes of one group, cut into node
+*chunks* (consecutive stages on one node: links inside a chunk stay in the node); the first
+block holds the first stage, the last block the last stage. A shape's resource use is its
+list of chunks (group, GPUs). ``solver.plan.space`` enumerates the shapes.
 
 Best split. The stand-in for ``estimate_pipeline`` (docs/metrics.md, "planner objective"):
 with m stages, per-micro-batch stage times p_k(n_k), d_k(n_k) from the cost table and
@@ -32,7 +32,7 @@ import numpy as np
 
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
-from solver.plan.candidates import CostTable, tp_degrees
+from solver.plan.candidates import CostTable
 
 # Largest grid of segment totals searched exactly (about 0.1 s of numpy).
 MAX_GRID_POINTS = 2_000_000
@@ -40,10 +40,18 @@ MAX_GRID_POINTS = 2_000_000
 
 @dataclass(frozen=True)
 class Block:
+    """``stages`` consecutive stages of TP ``tp`` on nodes of group ``group``; ``chunks``:
+    stages per node, in vLLM rank order (see ``solver.plan.launch``)."""
     group: int
     tp: int
     stages: int
-    spread: bool = False
+    chunks: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if not self.chunks:
+            object.__setattr__(self, "chunks", (self.stages,))
+        if sum(self.chunks) != self.stages:
+            raise ValueError(f"chunks {self.chunks} do not sum to {self.stages} stages")
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,10 @@ class Shape:
     @property
     def depth(self) -> int:
         return sum(b.stages for b in self.blocks)
+
+    @property
+    def tp(self) -> int:
+        return self.blocks[0].tp
 
     def stages(self) -> list[tuple[int, int, str]]:
         """(group, tp, position) per stage in pipeline order."""
@@ -64,30 +76,32 @@ class Shape:
                 out.append((b.group, b.tp, pos))
         return out
 
-    def chunk_of_stage(self, gpus_per_node: list[int]) -> list[int]:
+    def chunk_of_stage(self, gpus_per_node: list[int] | None = None) -> list[int]:
         """Index of the node chunk each stage sits in (stages of one chunk share a node)."""
         out, chunk = [], -1
         for b in self.blocks:
-            per_node = 1 if b.spread else max(1, gpus_per_node[b.group] // b.tp)
-            for i in range(b.stages):
-                if i % per_node == 0:
-                    chunk += 1
-                out.append(chunk)
+            for c in b.chunks:
+                chunk += 1
+                out.extend([chunk] * c)
         return out
 
-    def chunks(self, gpus_per_node: list[int]) -> list[tuple[int, int]]:
-        """(group, GPUs) of every node chunk, in pipeline order."""
-        sizes: dict[int, list] = {}
-        for (g, t, _), c in zip(self.stages(), self.chunk_of_stage(gpus_per_node)):
-            sizes.setdefault(c, [g, 0])[1] += t
-        return [tuple(sizes[c]) for c in sorted(sizes)]
+    def chunks(self, gpus_per_node: list[int] | None = None) -> list[tuple[int, int]]:
+        """(group, GPUs) of every node chunk, in pipeline (= vLLM rank) order."""
+        return [(b.group, c * b.tp) for b in self.blocks for c in b.chunks]
+
+    def value_key(self) -> tuple:
+        """What the throughput depends on: per block (group, TP, stages, nodes). Where in a
+        block its inter-node links fall changes neither the stand-in nor
+        ``estimate_pipeline`` (both use link times through their max and sum)."""
+        return tuple((b.group, b.tp, b.stages, len(b.chunks)) for b in self.blocks)
 
     def gpus(self) -> int:
         return sum(b.tp * b.stages for b in self.blocks)
 
     def label(self, names: list[str]) -> str:
-        return " + ".join(f"{names[b.group]} TP{b.tp} x{b.stages}{' spread' if b.spread else ''}"
-                          for b in self.blocks)
+        def nodes(b):
+            return "" if len(b.chunks) == 1 else f" over {'+'.join(map(str, b.chunks))}"
+        return " + ".join(f"{names[b.group]} TP{b.tp} x{b.stages}{nodes(b)}" for b in self.blocks)
 
 
 @dataclass(frozen=True)
@@ -246,80 +260,3 @@ def evaluate(table: CostTable, shape: Shape, polish_split: bool = True) -> Shape
     tokens = table.workload.batch * (table.workload.prompt_len + table.workload.output_len)
     return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck,
                       exact_split=elapsed_s != float("inf") and layers == grid_layers)
-
-
-# ---------------------------------------------------------------- enumeration
-
-def _cap_sum(table: CostTable, blocks: list[tuple[int, int, int]]) -> int:
-    """Most layers a block list can hold: the sum of its stages' caps (0 if a kind is missing)."""
-    total = 0
-    for g, t, pos in Shape(tuple(Block(g, t, c) for g, t, c in blocks)).stages():
-        k = table.kind(g, t, pos)
-        if k is None:
-            return 0
-        total += k.cap_layers
-    return total
-
-
-def _variants(blocks: list[tuple[int, int, int]], table: CostTable) -> list[Shape]:
-    """Packed and (where different) spread placements of the same blocks."""
-    packed = Shape(tuple(Block(g, t, c) for g, t, c in blocks))
-    differs = any(c > 1 and table.groups[g].gpus_per_node // t > 1 for g, t, c in blocks)
-    if not differs:
-        return [packed]
-    return [packed, Shape(tuple(Block(g, t, c, spread=True) for g, t, c in blocks))]
-
-
-def _count_vectors(table: CostTable, kinds: tuple, gpus: list[int], extra: int):
-    """Stage counts per block that hold the model and fit the pool's GPUs: every vector whose
-    depth is at most ``extra`` above the shallowest feasible one."""
-    L = table.num_layers
-    limits = []
-    for g, t in kinds:
-        same = [i for i, (gg, _) in enumerate(kinds) if gg == g]
-        limits.append(min(L, gpus[g] // t // len(same)))
-    if min(limits, default=0) < 1:
-        return []
-    feasible = []
-    for counts in itertools.product(*(range(1, n + 1) for n in limits)):
-        if sum(counts) > L:
-            continue
-        per_group: dict[int, int] = {}
-        for (g, t), c in zip(kinds, counts):
-            per_group[g] = per_group.get(g, 0) + c * t
-        if any(v > gpus[g] for g, v in per_group.items()):
-            continue
-        if _cap_sum(table, [(g, t, c) for (g, t), c in zip(kinds, counts)]) >= L:
-            feasible.append(counts)
-    if not feasible:
-        return []
-    shallowest = min(sum(c) for c in feasible)
-    return [c for c in feasible if sum(c) <= shallowest + extra]
-
-
-def default_max_blocks(gpus: int, num_layers: int) -> int:
-    """4 blocks where exhaustive search is the check (<= 12 GPUs, <= 16 layers), else 2:
-    deeper block sequences multiply the shapes (thousands for 16 GPUs and 80 layers) and
-    each needs a larger split search."""
-    return 4 if gpus <= 12 and num_layers <= 16 else 2
-
-
-def enumerate_shapes(table: CostTable, extra_stages: int = 2, max_blocks: int | None = None) -> list[Shape]:
-    """Every sequence of up to ``max_blocks`` blocks (consecutive blocks differ in group or
-    TP; default from ``default_max_blocks``) with stage counts from
-    ``_count_vectors`` -- one-block shapes up to ``extra_stages`` deeper than the
-    shallowest, multi-block ones up to one deeper -- in packed and spread placements."""
-    groups = table.groups
-    gpus = [g.nodes * g.gpus_per_node for g in groups]
-    if max_blocks is None:
-        max_blocks = default_max_blocks(sum(gpus), table.num_layers)
-    kinds = [(g.index, t) for g in groups for t in tp_degrees(table.model, g.gpus_per_node)
-             if any(table.kind(g.index, t, p) for p in ("only", "first", "mid", "last"))]
-    out: list[Shape] = []
-    for k in range(1, max_blocks + 1):
-        for seq in itertools.product(kinds, repeat=k):
-            if any(a == b for a, b in zip(seq, seq[1:])):
-                continue
-            for counts in _count_vectors(table, seq, gpus, extra_stages if k == 1 else 1):
-                out.extend(_variants([(g, t, c) for (g, t), c in zip(seq, counts)], table))
-    return out

@@ -2,7 +2,9 @@
 heuristics -- it reads the placed plan and recomputes everything from the cost model.
 
 Checks: every replica holds each layer exactly once, in order; each stage is a power-of-two
-TP group dividing the heads, inside one real node; no GPU is used twice; memory per GPU
+TP group dividing the heads, inside one real node; no GPU is used twice; every replica is
+launchable by the runtime (``_launch_problems``: one TP size; for vLLM each node's stages
+consecutive and the nodes in the order vLLM ranks Ray workers); memory per GPU
 fits the serving model's rule, by its own sum of ``solver.cost.memory`` terms: weights +
 runtime overhead + the activation peak of one engine prefill step (``max_num_batched_tokens``
 tokens) + KV blocks for the concurrency the replica reports, at full context, <=
@@ -56,6 +58,37 @@ def _stage_problems(r: int, stages, model: ModelSpec, groups: dict) -> list[str]
     return out
 
 
+def _launch_problems(r: int, stages, runtime: str, groups: dict) -> list[str]:
+    """One TP size per replica (vLLM and Megatron take one --tensor-parallel-size). vLLM
+    with Ray ranks workers by (not the driver node, workers on the node, node IP): the
+    first stage's node leads, then nodes by increasing GPU count; nodes with equal counts
+    go by IP, unknown here, so they must be of one node group; a node's stages are
+    consecutive ranks."""
+    tps = sorted({s.tp for s in stages})
+    out = []
+    if len(tps) > 1:
+        out.append(f"replica {r}: stages use TP {' and '.join(map(str, tps))}; {runtime} launches one "
+                   "tensor-parallel size per replica")
+    if runtime != "vllm":
+        return out
+    runs: list[list] = []  # [node id, group, GPUs] per run of consecutive stages on one node
+    for s in stages:
+        if runs and runs[-1][0] == s.node_id:
+            runs[-1][2] += s.tp
+        else:
+            runs.append([s.node_id, s.group, s.tp])
+    nodes = [x[0] for x in runs]
+    if len(set(nodes)) < len(nodes):
+        out.append(f"replica {r}: a node holds non-consecutive stages ({', '.join(nodes)}); vLLM gives a "
+                   "node's GPUs consecutive ranks")
+    for a, b in zip(runs[1:], runs[2:]):
+        if b[2] < a[2] or (b[2] == a[2] and a[1] != b[1]):
+            out.append(f"replica {r}: node {b[0]} ({b[2]} GPUs) follows {a[0]} ({a[2]} GPUs); vLLM ranks the "
+                       "nodes after the head by increasing GPU count (equal counts by IP)")
+            break
+    return out
+
+
 def served_stage_memory(st: Stage, model: ModelSpec, workload: Workload, cfg: ServingConfig,
                         kv_tokens: int) -> StageMemory:
     """Bytes on one GPU of ``st`` when the engine holds ``kv_tokens`` tokens of KV cache;
@@ -99,7 +132,7 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
             problems.append(f"replica {r}: no stages")
             continue
         bad = _stage_problems(r, stages, model, groups)
-        problems += bad
+        problems += bad + _launch_problems(r, stages, runtime, groups)
         for s in stages:
             used[s.node_id] += s.tp
         if bad or any(prof[s.group] is None for s in stages):
