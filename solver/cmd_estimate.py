@@ -10,6 +10,7 @@ from solver.cost.stage import Stage, stage_mem, stage_time
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.model import ModelSpec, load_model
 from solver.inputs.profile import load_profile
+from solver.online_cli import add_online_args, run_online
 from solver.report.table import render
 
 POSITIONS = ("only", "first", "middle", "last")
@@ -45,6 +46,7 @@ def register(sub) -> None:
                         "activation peak and runtime overhead leave (default: profile, else 0.9)")
     g.add_argument("--max-num-seqs", type=int, default=None,
                    help="most sequences scheduled at once (default: profile, else 256)")
+    add_online_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -66,7 +68,9 @@ def run(args) -> int:
     if args.pp is not None and args.layers is not None:
         raise InputError("", "--layers", "give --layers for one stage or --pp for a whole pipeline, not both")
     with collect_warnings(args.strict) as warns:
-        if args.pp is None:
+        if args.online:
+            payload, human = run_online(args, model, profile, workload, pipeline_stages)
+        elif args.pp is None:
             payload, human = _one_stage(args, model, profile, workload)
         else:
             payload, human = _pipeline(args, model, profile, workload)
@@ -101,14 +105,16 @@ def _one_stage(args, model, profile, workload):
     return d, _human(title, [d])
 
 
-def _pipeline(args, model, profile, workload):
-    if not 1 <= args.pp <= model.num_layers:
-        raise InputError("", "--pp", f"must be in 1..{model.num_layers}, got {args.pp}")
-    split = even_split(model.num_layers, args.pp)
-    stages = [Stage(profile, args.tp, n, first=i == 0, last=i == args.pp - 1) for i, n in enumerate(split)]
-    node_of = [(i * args.tp) // args.gpus_per_node for i in range(args.pp)]
+def pipeline_stages(args, model, profile, pp: int):
+    """Even layer split over ``pp`` stages of TP ``args.tp``, filling nodes in order:
+    (split, stages, node of each stage, link GB/s between consecutive stages or None)."""
+    if not 1 <= pp <= model.num_layers:
+        raise InputError("", "--pp", f"must be in 1..{model.num_layers}, got {pp}")
+    split = even_split(model.num_layers, pp)
+    stages = [Stage(profile, args.tp, n, first=i == 0, last=i == pp - 1) for i, n in enumerate(split)]
+    node_of = [(i * args.tp) // args.gpus_per_node for i in range(pp)]
     links = []
-    for i in range(args.pp - 1):
+    for i in range(pp - 1):
         if node_of[i] == node_of[i + 1]:
             links.append(None)
         elif args.nic_gbps is None:
@@ -116,6 +122,11 @@ def _pipeline(args, model, profile, workload):
                                                f"(--gpus-per-node {args.gpus_per_node}); give the NIC bandwidth")
         else:
             links.append(args.nic_gbps)
+    return split, stages, node_of, links
+
+
+def _pipeline(args, model, profile, workload):
+    split, stages, node_of, links = pipeline_stages(args, model, profile, args.pp)
     if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
         raise InputError("", "--gpu-memory-utilization", f"must be in (0, 1], got {args.gpu_memory_utilization}")
     if args.max_num_seqs is not None and args.max_num_seqs < 1:

@@ -145,3 +145,16 @@ def even_split(num_layers: int, pp: int) -> list[int]:
     """Layers per stage for an even split; earlier stages take the remainder."""
     base, extra = divmod(num_layers, pp)
     return [base + (1 if i < extra else 0) for i in range(pp)]
+
+
+def running_wave(model: ModelSpec, workload: Workload, stages: list[Stage], links_gbps: list[float | None],
+                 seqs: int, runtime: str = "vllm", *, serving: ServingConfig | None = None) -> _Wave:
+    """Step times of ``seqs`` sequences running together, whatever the KV cache would hold:
+    ``prefill_s`` for their prompts (in steps of the token budget) and ``round_s`` for one
+    decode round at context ``decode_context(workload)``. The online model
+    (``solver.cost.online``) builds every engine step from this, so it shares the offline
+    model's stage, link, micro-batch and engine-overhead composition."""
+    if len(links_gbps) != len(stages) - 1:
+        raise ValueError("need one link per pair of consecutive stages")
+    cfg = serving if serving is not None else serving_config(stages[0].profile)
+    return _wave(model, workload, stages, links_gbps, runtime, cfg, seqs)
