@@ -100,7 +100,7 @@ def run(args) -> int:
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
                       extra_stages=args.extra_stages, max_blocks=args.max_blocks)
         payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, _model_ref(model, args.model))
-    payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": [p.path for p in profiles],
+    payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": sorted({p.path for p in profiles}),
                          "batch": workload.batch, "prompt_len": workload.prompt_len,
                          "output_len": workload.output_len, "dtype": workload.dtype}
     if args.out:

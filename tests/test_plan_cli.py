@@ -94,3 +94,24 @@ def test_shipped_example_plans(capsys):
     assert out["status"] == "optimal" and out["throughput_tok_s"] > 0
     hom = out["baselines"]["homogeneous"]["throughput_tok_s"]
     assert out["throughput_tok_s"] >= hom * (1 - 1e-9)
+
+
+def test_two_profiles_for_one_gpu_in_a_folder_is_an_error_a_file_wins(args, capsys, tmp_path):
+    """README flow: `calibrate init --out profiles/my_a100.json` next to the shipped one. A
+    folder holding two profiles of the plan's GPU is one line naming both; the same folder
+    plus the file itself plans with the file, and the plan says which file it used."""
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    shutil.copy(FIX, folder / "syn.json")
+    shutil.copy(FIX, folder / "my_syn.json")
+    i = args.index("--profile")
+    with_folder = args[:i + 1] + [str(folder)] + args[i + 2:]
+    assert main(with_folder) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "my_syn.json and " in err and "syn.json" in err and "--profile FILE" in err
+    assert main(with_folder + ["--profile", str(folder / "my_syn.json"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["profiles_used"] == {"SYN-80": str(folder / "my_syn.json")}
+    assert main(with_folder + ["--profile", str(folder / "my_syn.json")]) == 0
+    assert f"profiles: SYN-80 <- {folder / 'my_syn.json'}" in capsys.readouterr().out

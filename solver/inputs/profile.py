@@ -8,6 +8,7 @@ who/how), ``published`` (datasheet or public benchmark), ``synthetic`` (test fix
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ class Profile:
     # (norms, residual adds): + passes*T*h*p/hbm seconds per layer. None: not calibrated.
     prefill_elementwise_passes: Value | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    from_folder: bool = False  # found by globbing a --profile folder (an explicit file beats it)
 
     def matches(self, gpu: str) -> bool:
         key = normalize_gpu_name(gpu)
@@ -375,23 +377,33 @@ def load_profile(path: str | Path) -> Profile:
 
 
 def load_profiles(paths: list[str]) -> list[Profile]:
-    """Each entry a profile file or a folder of ``*.json`` profiles."""
-    out = []
+    """Each entry a profile file or a folder of ``*.json`` profiles. Explicit files come
+    first and are marked so: ``profile_for`` prefers them to a folder's."""
+    files, globbed = [], []
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            files = sorted(pp.glob("*.json"))
-            if not files:
+            found = sorted(pp.glob("*.json"))
+            if not found:
                 raise InputError(str(pp), "", "folder holds no *.json profiles")
-            out.extend(load_profile(f) for f in files)
+            globbed.extend(dataclasses.replace(load_profile(f), from_folder=True) for f in found)
         else:
-            out.append(load_profile(pp))
-    return out
+            files.append(load_profile(pp))
+    return files + globbed
 
 
 def profile_for(gpu: str, profiles: list[Profile], where: str = "") -> Profile:
-    for prof in profiles:
-        if prof.matches(gpu):
-            return prof
+    """The profile of GPU type ``gpu``: an explicit file beats a folder's; two candidates of
+    the same kind (two files, or two profiles in folders) are an error naming both."""
+    found = [p for p in profiles if p.matches(gpu)]
+    explicit = [p for p in found if not p.from_folder]
+    tier = explicit or found
+    paths = list(dict.fromkeys(str(Path(p.path)) for p in tier))
+    if len(paths) > 1:
+        kind = "files" if explicit else "profiles in the --profile folder(s)"
+        raise InputError(where or paths[0], "gpu", f"{len(paths)} {kind} describe GPU {gpu!r}: {' and '.join(paths)}; "
+                                                   "pass the one to use with --profile FILE (a file beats a folder)")
+    if tier:
+        return tier[0]
     have = ", ".join(p.gpu_name for p in profiles) or "none"
     raise InputError(where, "gpu", f"no profile for GPU {gpu!r}; profiles given: {have}")

@@ -20,7 +20,7 @@ from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
-from solver.inputs.profile import Profile
+from solver.inputs.profile import Profile, profile_for
 from solver.inputs.workload import Workload
 
 
@@ -35,7 +35,7 @@ class Exhaustive:
                  runtime: str = "vllm", max_replicas: int | None = None):
         self.model, self.workload, self.cluster, self.runtime = model, workload, cluster, runtime
         self.groups = list(cluster.node_groups)
-        self.prof = [next(p for p in profiles if p.matches(g.gpu)) for g in self.groups]
+        self.prof = [profile_for(g.gpu, profiles) for g in self.groups]
         self.nodes = [(gi, i) for gi, g in enumerate(self.groups) for i in range(g.count)]
         self.max_replicas = max_replicas
         self.value = lru_cache(maxsize=None)(self._value)

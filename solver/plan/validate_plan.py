@@ -25,7 +25,7 @@ from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
 from solver.cost.stage import Stage
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
-from solver.inputs.profile import Profile
+from solver.inputs.profile import Profile, profile_for
 from solver.inputs.workload import Workload
 
 # Relative tolerance on recomputed throughput: the same deterministic arithmetic, so only
@@ -123,7 +123,8 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
                runtime: str = "vllm") -> list[str]:
     """Every problem with ``plan`` (a ``solver.plan.result.Plan``), empty when valid."""
     groups = {g.name: g for g in cluster.node_groups}
-    prof = {g.name: next((p for p in profiles if p.matches(g.gpu)), None) for g in cluster.node_groups}
+    prof = {g.name: (profile_for(g.gpu, profiles) if any(p.matches(g.gpu) for p in profiles) else None)
+            for g in cluster.node_groups}
     problems: list[str] = []
     used: Counter = Counter()
     for r, rep in enumerate(plan.replicas):

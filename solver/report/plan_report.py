@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
+from solver.inputs.profile import profile_for
 from solver.plan.validate_plan import served_stage_memory
 from solver.report.table import render
 from solver.report.vllm_export import device_assignment, vllm_launch
@@ -20,7 +21,7 @@ from solver.units import GIB
 
 def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[list[dict], object]:
     groups = {g.name: g for g in cluster.node_groups}
-    prof = {g.name: next(p for p in profiles if p.matches(g.gpu)) for g in cluster.node_groups}
+    prof = {g.name: profile_for(g.gpu, profiles) for g in cluster.node_groups}
     m = len(rep.stages)
     stages = [Stage(prof[s.group], s.tp, s.n_layers, k == 0, k == m - 1) for k, s in enumerate(rep.stages)]
     links = [None if a.node_id == b.node_id else cluster.link_gbps(groups[a.group], groups[b.group])
@@ -72,6 +73,7 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
             "solver": result.solver, "columns": result.columns,
             "throughput_tok_s": total, "usd_per_hour": result.plan.usd_per_hour, "gpus_used": result.plan.gpus,
             "gpus_in_pool": cluster.num_gpus, "replicas": replicas, "baselines": baselines,
+            "profiles_used": {g.gpu: profile_for(g.gpu, profiles).path for g in cluster.node_groups},
             "notes": list(result.notes)}
 
 
@@ -103,7 +105,8 @@ def plan_human(payload: dict, title: str) -> str:
             f"gap {_fmt_gap(p['gap'])}\n"
             f"throughput {p['throughput_tok_s']:,.1f} tokens/s (prompt+output), {p['usd_per_hour']:,.2f} $/h, "
             f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas\n"
-            f"searched: {p['search_space']}")
+            f"searched: {p['search_space']}\n"
+            f"profiles: {'; '.join(f'{gpu} <- {path}' for gpu, path in p['profiles_used'].items())}")
     headers = ["replica", "stage", "node", "gpu", "tp", "layers", "mem_used_gib", "kv_gib", "mem_free_gib",
                "prefill_ms", "decode_ms", "decode_busy"]
     rows = []
