@@ -42,6 +42,7 @@ def test_table_and_atomic_out(args, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "status optimal" in text and "baselines computed by the tool" in text and "vllm serve" in text
     assert json.loads(target.read_text())["status"] == "optimal"
+    assert "validator: ok" in text and json.loads(target.read_text())["validator"] == "ok"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "pool.yaml"]  # no temp file left
 
 

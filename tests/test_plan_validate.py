@@ -132,3 +132,25 @@ def test_shipped_examples_plan_only_launchable_replicas(name):
         assert check_plan(r.plan, model, wl, cluster, profiles) == []
     for rep in r.plan.replicas:
         assert vllm_launch(rep, "m", model.num_layers)["ok"]
+
+
+def test_validator_checks_the_floor_and_the_replica_cap():
+    """Two replicas of 100 and 50 tokens/s: 150 tokens/s total. A floor of 151 or a cap of
+    one replica is refused; a floor of 150 and a cap of 2 pass."""
+    from solver.plan.validate_plan import objective_problems
+    reps = tuple(PlacedReplica((), v, 1.0, "") for v in (100.0, 50.0))
+    p = Plan(reps)
+    assert objective_problems(p, 150.0, 2) == []
+    assert objective_problems(p, 151.0, None) == ["plan gives 150.0 tokens/s, below --min-throughput 151.0"]
+    assert objective_problems(p, 0.0, 1) == ["plan has 2 replicas, --max-replicas is 1"]
+
+
+def test_verdict_and_per_dollar_baselines_in_the_payload(good):
+    """validator: ok in the result; per-$ ratio = (plan tok/s / plan $/h) / (base tok/s / base $/h)."""
+    from solver.report.plan_report import tokens_per_usd
+    assert tokens_per_usd(1000.0, 2.0) == pytest.approx(1_800_000.0)  # 1000 x 3600 / 2
+    assert tokens_per_usd(1000.0, 0.0) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = plan(TINY, WORKLOAD, CLUSTER, PROFILES)
+    assert r.validator == "ok"

@@ -126,12 +126,15 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
     chosen = place(table, picks, sol.node_configs)
     baselines = {"homogeneous": heuristics.homogeneous_plan(table, pick),
                  "greedy": heuristics.greedy_layer_filling(table, objective, min_tok_s, max_replicas)}
-    validate(chosen, model, workload, cluster, profiles, runtime)
+    try:
+        verdict = validate(chosen, model, workload, cluster, profiles, runtime, min_tok_s, max_replicas)
+    except PlanInvalid as e:  # never hand out a plan the independent check refuses
+        raise InfeasibleError(f"the validator refused the best plan found: {e}") from None
     notes = []
     for name, p in list(baselines.items()):
         try:
             if p is not None:
-                validate(p, model, workload, cluster, profiles, runtime)
+                validate(p, model, workload, cluster, profiles, runtime, 0.0, max_replicas)
         except PlanInvalid as e:  # a baseline is a yardstick: report it, never ship it
             baselines[name] = None
             notes.append(f"{name} baseline dropped: the validator rejected it ({str(e)[:160]})")
@@ -141,7 +144,7 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
     return PlanResult(sol.status, objective, sol.objective, sol.bound, sol.gap, sol.solve_s, sol.solver,
                       chosen, baselines, len(columns), notes,
                       heuristic_splits=sum(not v.exact_split for v in values),
-                      search_space=bounds.describe(model.num_layers, runtime))
+                      search_space=bounds.describe(model.num_layers, runtime), validator=verdict)
 
 
 def _master_reason(table, values, objective, min_tok_s, max_replicas, status) -> str:

@@ -76,6 +76,7 @@ class PlanResult:
     notes: list = field(default_factory=list)
     heuristic_splits: int = 0  # columns whose layer split was not searched exhaustively
     search_space: str = ""     # what the shapes (columns) range over
+    validator: str = ""        # the independent validator's verdict ("ok"; else plan() raises)
 
     def as_dict(self) -> dict:
         return asdict(self)

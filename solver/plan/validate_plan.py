@@ -160,7 +160,22 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
     return problems
 
 
-def validate(plan, model, workload, cluster, profiles, runtime: str = "vllm") -> None:
+def objective_problems(plan, min_tok_s: float = 0.0, max_replicas: int | None = None) -> list[str]:
+    """The user's limits: total tokens/s >= --min-throughput, replicas <= --max-replicas."""
+    out = []
+    total = sum(r.throughput_tok_s for r in plan.replicas)
+    if total < min_tok_s * (1 - REL_TOL):
+        out.append(f"plan gives {total:,.1f} tokens/s, below --min-throughput {min_tok_s:,.1f}")
+    if max_replicas is not None and len(plan.replicas) > max_replicas:
+        out.append(f"plan has {len(plan.replicas)} replicas, --max-replicas is {max_replicas}")
+    return out
+
+
+def validate(plan, model, workload, cluster, profiles, runtime: str = "vllm", min_tok_s: float = 0.0,
+             max_replicas: int | None = None) -> str:
+    """``"ok"``, or PlanInvalid listing every problem."""
     problems = check_plan(plan, model, workload, cluster, profiles, runtime)
+    problems += objective_problems(plan, min_tok_s, max_replicas)
     if problems:
         raise PlanInvalid("; ".join(problems))
+    return "ok"

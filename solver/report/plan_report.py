@@ -58,23 +58,37 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
                                                              est.serving, devices, port)})
     total = result.plan.throughput_tok_s
     baselines = {}
+    usd = result.plan.usd_per_hour
     for name, b in result.baselines.items():
         if b is None:
             baselines[name] = None
             continue
         baselines[name] = {"throughput_tok_s": b.throughput_tok_s, "usd_per_hour": b.usd_per_hour,
                            "replicas": len(b.replicas), "gpus": b.gpus,
-                           "plan_over_baseline": total / b.throughput_tok_s if b.throughput_tok_s else None}
+                           "tokens_per_usd": tokens_per_usd(b.throughput_tok_s, b.usd_per_hour),
+                           "plan_over_baseline": total / b.throughput_tok_s if b.throughput_tok_s else None,
+                           "plan_over_baseline_per_usd": _ratio(tokens_per_usd(total, usd),
+                                                                tokens_per_usd(b.throughput_tok_s, b.usd_per_hour))}
     return {"status": result.status, "status_text": status_text(result.status, result.heuristic_splits),
             "exact_columns": result.heuristic_splits == 0, "heuristic_splits": result.heuristic_splits,
             "search_space": result.search_space, "objective": result.objective,
             "objective_value": result.objective_value,
             "best_bound": result.best_bound, "gap": result.gap, "solve_s": result.solve_s,
             "solver": result.solver, "columns": result.columns,
-            "throughput_tok_s": total, "usd_per_hour": result.plan.usd_per_hour, "gpus_used": result.plan.gpus,
+            "throughput_tok_s": total, "usd_per_hour": usd, "tokens_per_usd": tokens_per_usd(total, usd),
+            "gpus_used": result.plan.gpus, "validator": result.validator,
             "gpus_in_pool": cluster.num_gpus, "replicas": replicas, "baselines": baselines,
             "profiles_used": {g.gpu: profile_for(g.gpu, profiles).path for g in cluster.node_groups},
             "notes": list(result.notes)}
+
+
+def tokens_per_usd(tok_s: float, usd_per_hour: float) -> float | None:
+    """Tokens per dollar: tokens/s x 3,600 s/h / ($/h); None when the GPUs are free."""
+    return tok_s * 3600.0 / usd_per_hour if usd_per_hour > 0 else None
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b else None
 
 
 def status_text(status: str, heuristic_splits: int) -> str:
@@ -85,6 +99,10 @@ def status_text(status: str, heuristic_splits: int) -> str:
     if status == "feasible":
         return "feasible (not proven optimal: see gap)"
     return status
+
+
+def _fmt_x(r) -> str:
+    return "n/a" if r is None else f"{r:.3f}x"
 
 
 def _fmt_gap(gap) -> str:
@@ -104,7 +122,7 @@ def plan_human(payload: dict, title: str) -> str:
             f"objective {p['objective_value']:,.2f} {unit}, best bound {p['best_bound']:,.2f}, "
             f"gap {_fmt_gap(p['gap'])}\n"
             f"throughput {p['throughput_tok_s']:,.1f} tokens/s (prompt+output), {p['usd_per_hour']:,.2f} $/h, "
-            f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas\n"
+            f"{p['gpus_used']}/{p['gpus_in_pool']} GPUs, {len(p['replicas'])} replicas, validator: {p['validator']}\n"
             f"searched: {p['search_space']}\n"
             f"profiles: {'; '.join(f'{gpu} <- {path}' for gpu, path in p['profiles_used'].items())}")
     headers = ["replica", "stage", "node", "gpu", "tp", "layers", "mem_used_gib", "kv_gib", "mem_free_gib",
@@ -122,11 +140,16 @@ def plan_human(payload: dict, title: str) -> str:
                 for r, rep in enumerate(p["replicas"])]
     out.append(render(["replica", "shape", "tokens_per_s", "usd_per_h", "bottleneck", "concurrency", "waves"],
                       rep_rows, "replicas (sequences at once per replica, and the waves of its batch)"))
-    base_rows = [[name, b["throughput_tok_s"], b["usd_per_hour"], b["replicas"], f"{b['plan_over_baseline']:.3f}x"]
+    base_rows = [[name, b["throughput_tok_s"], b["usd_per_hour"], b["replicas"], b["gpus"],
+                  _fmt_x(b["plan_over_baseline"]), _fmt_x(b["plan_over_baseline_per_usd"])]
                  for name, b in p["baselines"].items() if b]
-    base_rows += [[name, "none", "", "", ""] for name, b in p["baselines"].items() if not b]
-    out += ["", render(["baseline", "tokens_per_s", "usd_per_h", "replicas", "plan/baseline"], base_rows,
-                       "baselines computed by the tool")]
+    base_rows += [[name, "none", "", "", "", "", ""] for name, b in p["baselines"].items() if not b]
+    out += ["", render(["baseline", "tokens_per_s", "usd_per_h", "replicas", "gpus", "plan/baseline per s",
+                        "plan/baseline per $"], base_rows, "baselines computed by the tool")]
+    fewer = [f"{name} uses {b['gpus']} of the plan's {p['gpus_used']} GPUs" for name, b in p["baselines"].items()
+             if b and b["gpus"] < p["gpus_used"]]
+    if fewer:
+        out.append(f"({'; '.join(fewer)}: compare per $ as well as per s)")
     out += ["", "vLLM launch per replica:"]
     for r, rep in enumerate(p["replicas"]):
         v = rep["vllm"]
