@@ -8,6 +8,7 @@ where available; otherwise the datasheet capacity.
 from __future__ import annotations
 
 _NVSMI = "nvidia-smi total as listed in modal-labs/modal-client PR #2797"
+_CUDA_GPUS = "NVIDIA CUDA GPUs compute capability list, https://developer.nvidia.com/cuda-gpus"
 
 # name -> spec. tflops: dense tensor-core FLOP/s without sparsity, per dtype.
 GPUS: dict[str, dict] = {
@@ -19,6 +20,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"bf16": 312.0, "fp16": 312.0},
         "tflops_ref": "NVIDIA A100 datasheet (dense, no sparsity)",
         "hbm_gbps": (2039.0, "NVIDIA A100 80GB SXM datasheet, HBM2e"),
+        "compute_capability": (8.0, _CUDA_GPUS + ": A100 8.0"),
     },
     "A100-SXM4-40GB": {
         "aliases": ["A100-40GB", "A100 40GB", "NVIDIA A100-SXM4-40GB"],
@@ -28,6 +30,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"bf16": 312.0, "fp16": 312.0},
         "tflops_ref": "NVIDIA A100 datasheet (dense, no sparsity)",
         "hbm_gbps": (1555.0, "NVIDIA A100 40GB SXM datasheet, HBM2"),
+        "compute_capability": (8.0, _CUDA_GPUS + ": A100 8.0"),
     },
     "H100-SXM-80GB": {
         "aliases": ["H100", "H100-80GB", "H100-SXM", "H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "h100"],
@@ -37,6 +40,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0},
         "tflops_ref": "NVIDIA H100 SXM datasheet (dense, no sparsity)",
         "hbm_gbps": (3350.0, "NVIDIA H100 SXM datasheet, HBM3"),
+        "compute_capability": (9.0, _CUDA_GPUS + ": H100 9.0"),
     },
     "V100-SXM2-16GB": {
         "aliases": ["V100", "V100-16GB", "Tesla V100-SXM2-16GB", "v100"],
@@ -50,6 +54,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"fp16": 125.0},
         "tflops_ref": "NVIDIA V100 datasheet: fp16 tensor; no bf16",
         "hbm_gbps": (900.0, "NVIDIA V100 SXM2 datasheet, HBM2"),
+        "compute_capability": (7.0, _CUDA_GPUS + ": Tesla V100 7.0"),
     },
     "L40S": {
         "aliases": ["L40S-48GB", "NVIDIA L40S", "l40s"],
@@ -59,6 +64,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"bf16": 362.0, "fp16": 362.0, "fp8": 733.0},
         "tflops_ref": "NVIDIA L40S datasheet (dense, no sparsity)",
         "hbm_gbps": (864.0, "NVIDIA L40S datasheet, GDDR6"),
+        "compute_capability": (8.9, _CUDA_GPUS + ": L40S 8.9"),
     },
     "A10G": {
         "aliases": ["A10G-24GB", "NVIDIA A10G", "a10g"],
@@ -73,6 +79,7 @@ GPUS: dict[str, dict] = {
                       "(NVIDIA A10 datasheet; same GA102 die, 1710 vs 1695 MHz boost); NVIDIA publishes "
                       "none for the A10G and design.md expects it lower: an upper bound, calibrate it",
         "hbm_gbps": (600.0, "AWS EC2 G5 / NVIDIA A10 datasheet: 24 GB GDDR6, 600 GB/s"),
+        "compute_capability": (8.6, _CUDA_GPUS + ": A10G 8.6"),
     },
 }
 
@@ -101,4 +108,5 @@ def gpu_block(name: str, spec: dict) -> dict:
         "peak_tflops": {dt: {"value": v, "source": spec.get("tflops_source", "published"), "ref": spec["tflops_ref"]}
                         for dt, v in spec["tflops"].items()},
         "hbm_gbps": _pub(*spec["hbm_gbps"]),
+        "compute_capability": _pub(*spec["compute_capability"]),
     }

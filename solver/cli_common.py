@@ -63,7 +63,9 @@ def add_workload_args(p: argparse.ArgumentParser, batch_default: int = 1) -> Non
                    help=f"sequences in the offline batch (default {batch_default})")
     g.add_argument("--prompt-len", type=int, default=1024, help="prompt tokens per sequence (default 1024)")
     g.add_argument("--output-len", type=int, default=128, help="generated tokens per sequence (default 128)")
-    g.add_argument("--dtype", default="bf16", choices=WEIGHT_DTYPES, help="weight dtype (default bf16)")
+    g.add_argument("--dtype", default="auto", choices=("auto",) + WEIGHT_DTYPES,
+                   help="weight scheme: auto = the checkpoint's (its quantization_config / hf_quant_config.json), "
+                        "else bf16; fp8 on a 16-bit checkpoint is vLLM's on-the-fly fp8 (default auto)")
     g.add_argument("--kv-dtype", default="", choices=("",) + KV_DTYPES,
                    help="KV-cache dtype (default: the activation dtype, fp8 weights -> bf16)")
 
@@ -74,9 +76,18 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
                    help="refuse (exit 2) instead of warning when a prediction leaves the profile's calibrated range")
 
 
-def workload_from(args) -> Workload:
+def workload_from(args, model=None) -> Workload:
+    """The workload of the flags; ``--dtype auto`` takes ``model``'s checkpoint scheme (its
+    unquantized modules included), else bf16. An explicit ``--dtype`` naming the
+    checkpoint's own scheme keeps the checkpoint's details too."""
+    fmt = getattr(model, "weight_format", None)
+    dtype = args.dtype
+    if dtype == "auto":
+        dtype = fmt.name if fmt is not None else "bf16"
+    if fmt is not None and fmt.name != dtype:
+        fmt = None
     return Workload(batch=args.batch, prompt_len=args.prompt_len, output_len=args.output_len,
-                    dtype=args.dtype, kv_dtype=args.kv_dtype)
+                    dtype=dtype, kv_dtype=args.kv_dtype, fmt=fmt)
 
 
 @contextmanager

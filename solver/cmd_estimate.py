@@ -61,7 +61,7 @@ def check_tp(model: ModelSpec, tp: int, where: str = "--tp") -> None:
 def run(args) -> int:
     model = load_model(args.model)
     profile = load_profile(args.profile)
-    workload = workload_from(args)
+    workload = workload_from(args, model)
     check_tp(model, args.tp)
     if args.tp > args.gpus_per_node:
         raise InputError("", "--tp", f"{args.tp} exceeds --gpus-per-node {args.gpus_per_node}: a TP group lives in one node")

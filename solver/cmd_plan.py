@@ -87,7 +87,7 @@ def _check_args(args) -> None:
 def run(args) -> int:
     _check_args(args)
     model = load_model(args.model)
-    workload = workload_from(args)
+    workload = workload_from(args, model)
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
     if args.out:

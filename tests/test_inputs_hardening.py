@@ -229,8 +229,9 @@ def test_bf16_on_v100_is_one_line(capsys):
     argv = ["plan", "--profile", str(ROOT / "profiles"), "--model", "llama3-70b",
             "--cluster", str(ROOT / "examples/clusters/v100-16x4.yaml"), "--time-limit", "5"]
     assert solver_main(argv) == 2
-    assert _one_line(capsys).endswith("profiles/v100.json: gpu.peak_tflops: no bf16 rate "
-                                      "(V100-SXM2-16GB has no bf16 tensor cores listed); use --dtype fp16")
+    line = _one_line(capsys)
+    assert "profiles/v100.json: gpu.compute_capability: V100-SXM2-16GB (SM 7.0) cannot run bf16" in line
+    assert line.endswith("use --dtype fp16")
 
 
 def test_fp8_without_fp8_rate_falls_back_to_16_bit():

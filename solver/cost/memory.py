@@ -7,11 +7,13 @@ vocab-parallel embedding on the first stage and the LM head on the last.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from solver.cost.warn import note
-from solver.inputs.model import ModelSpec
+from solver.inputs.model import KV_HEADS, SPLIT, LayerKind, ModelSpec, Tensor
 from solver.inputs.profile import Profile
+from solver.inputs.quant import as_format
 from solver.inputs.workload import Workload
 from solver.units import GIB
 
@@ -32,45 +34,82 @@ def padded_vocab(model: ModelSpec) -> int:
     return math.ceil(model.vocab_size / VOCAB_PAD) * VOCAB_PAD
 
 
-def layer_weight_bytes(model: ModelSpec, tp: int, weight_bytes: float) -> float:
-    """One decoder layer on one TP rank: q/o and MLP split by t, k/v split by t but
-    replicated past a_kv, norms and the MoE router replicated."""
-    h, d = model.hidden_size, model.head_dim
-    q_o = 2 * h * model.q_dim / tp
-    k_v = 2 * h * d * kv_heads_per_gpu(model, tp)
-    bias = (model.q_dim / tp + 2 * d * kv_heads_per_gpu(model, tp)) if model.qkv_bias else 0
-    mlp = model.num_experts * model.mlp_params_per_expert() / tp
-    replicated = 2 * h + (h * model.num_experts if model.is_moe else 0)
-    return (q_o + k_v + bias + mlp + replicated) * weight_bytes
+def params_per_rank(model: ModelSpec, t: Tensor, tp: int) -> float:
+    """What one TP rank holds of ``t``: split tensors 1/t; per-KV-head tensors a_kv/t heads
+    but at least one; replicated ones whole (norms, router, MLA's q_a/kv_a projections,
+    which vLLM builds as ReplicatedLinear). Expert parallelism places E/t whole experts
+    per rank instead of 1/t of each: the same bytes."""
+    if t.shard == SPLIT:
+        return t.params / tp
+    if t.shard == KV_HEADS:
+        return t.params / model.num_kv_heads * kv_heads_per_gpu(model, tp)
+    return float(t.params)
 
 
-def embedding_bytes(model: ModelSpec, tp: int, weight_bytes: float) -> float:
-    """One vocab-parallel V x h matrix on one TP rank."""
-    return padded_vocab(model) * model.hidden_size / tp * weight_bytes
+def layer_weight_bytes(model: ModelSpec, tp: int, weight_bytes, kind: LayerKind | None = None) -> float:
+    """One decoder layer of ``kind`` (default: the model's last layer) on one TP rank, each
+    tensor group at its bytes per weight (``weight_bytes``: a WeightFormat, or one number
+    for every group)."""
+    fmt = as_format(weight_bytes)
+    return sum(params_per_rank(model, t, tp) * fmt.bytes_for(t.group) for t in model.layer_tensors(kind))
+
+
+def layers_weight_bytes(model: ModelSpec, tp: int, weight_bytes, layers) -> float:
+    """Sum of ``layer_weight_bytes`` over ``layers`` (LayerKinds), one evaluation per kind."""
+    return sum(n * layer_weight_bytes(model, tp, weight_bytes, k) for k, n in Counter(layers).items())
+
+
+def embedding_bytes(model: ModelSpec, tp: int, weight_bytes, group: str = "embedding") -> float:
+    """One vocab-parallel V x h matrix on one TP rank (the LM head with ``group="lm_head"``)."""
+    return padded_vocab(model) * model.hidden_size / tp * as_format(weight_bytes).bytes_for(group)
 
 
 def stage_weight_bytes(model: ModelSpec, tp: int, n_layers: int, first: bool, last: bool,
-                       weight_bytes: float) -> float:
-    emb = embedding_bytes(model, tp, weight_bytes)
+                       weight_bytes) -> float:
+    fmt = as_format(weight_bytes)
     extra = 0.0
     if first:
-        extra += emb
+        extra += embedding_bytes(model, tp, fmt)
     if last:
         # an untied LM head is its own matrix; a tied one is shared when first==last and
         # duplicated on the last stage otherwise (design.md section 5)
-        extra += emb if (not model.tied_embeddings or not first) else 0.0
-        extra += model.hidden_size * weight_bytes  # final norm
-    return n_layers * layer_weight_bytes(model, tp, weight_bytes) + extra
+        extra += embedding_bytes(model, tp, fmt, "lm_head") if (not model.tied_embeddings or not first) else 0.0
+        extra += model.hidden_size * fmt.bytes_for("norm")  # final norm
+    return layers_weight_bytes(model, tp, fmt, model.stage_layers(n_layers, first, last)) + extra
 
 
-def kv_bytes_per_token(model: ModelSpec, tp: int, n_layers: int, kv_bytes: float) -> float:
-    """K and V for one token on one TP rank: 2 * d * kv_heads_per_gpu * p per layer."""
-    return 2 * model.head_dim * kv_heads_per_gpu(model, tp) * kv_bytes * n_layers
+def kv_layer_bytes_per_token(model: ModelSpec, tp: int, kv_bytes: float) -> float:
+    """KV bytes one token stores in one full-attention layer on one TP rank. GQA:
+    2 * d * kv_heads_per_gpu * p. MLA: (kv_lora_rank + qk_rope_head_dim) * p on *every*
+    rank -- the latent is shared by all heads, so vLLM keeps the whole of it on each TP rank
+    (its MLA backends cache one "head" of kv_lora_rank + rope dims per layer)."""
+    if model.is_mla:
+        return model.kv_elems_per_token() * kv_bytes
+    return 2 * model.head_dim * kv_heads_per_gpu(model, tp) * kv_bytes
+
+
+def kv_layers_held(layers, context: float | None) -> float:
+    """Full-attention-layer equivalents of ``layers`` per token of a ``context``-token
+    sequence: a windowed layer holds min(context, window) tokens, so it counts
+    min(context, window) / context. ``context`` None: every layer counts 1 (an upper bound)."""
+    if not context:
+        return float(len(layers))
+    return sum(min(context, k.window) / context if k.window else 1.0 for k in layers)
+
+
+def kv_bytes_per_token(model: ModelSpec, tp: int, n_layers: int, kv_bytes: float,
+                       context: float | None = None, first: bool = False, last: bool = False) -> float:
+    """KV bytes per token of context on one TP rank of a stage of ``n_layers`` layers. With
+    ``context`` (tokens a sequence holds), windowed layers are capped at their window, so
+    the per-token figure is a function of the context length; without it every layer is
+    charged in full. Uniform full-attention models: 2 * d * kv_heads_per_gpu * p * layers."""
+    layers = model.stage_layers(n_layers, first, last)
+    return kv_layer_bytes_per_token(model, tp, kv_bytes) * kv_layers_held(layers, context)
 
 
 def stage_kv_bytes(model: ModelSpec, tp: int, n_layers: int, batch: int, context: int,
-                   kv_bytes: float) -> float:
-    return batch * context * kv_bytes_per_token(model, tp, n_layers, kv_bytes)
+                   kv_bytes: float, first: bool = False, last: bool = False) -> float:
+    return batch * context * kv_bytes_per_token(model, tp, n_layers, kv_bytes, context, first, last)
 
 
 # The analytic fallback when a profile has no fitted activation model: count the tensors a
@@ -154,7 +193,7 @@ def stage_memory(profile: Profile, model: ModelSpec, tp: int, n_layers: int, fir
     b = workload.batch if batch is None else batch
     return StageMemory(
         weights=stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes),
-        kv_cache=stage_kv_bytes(model, tp, n_layers, b, workload.context_len, workload.kv_bytes),
+        kv_cache=stage_kv_bytes(model, tp, n_layers, b, workload.context_len, workload.kv_bytes, first, last),
         activation_peak=activation_peak_bytes(profile, model, tp, b, workload.prompt_len,
                                               workload.act_bytes, last=last),
         runtime_overhead=profile.runtime_overhead_gib.value * GIB,

@@ -103,8 +103,9 @@ def stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int,
 
 def _stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int, runtime: str) -> StageTime:
     prof, t, n = stage.profile, stage.tp, stage.n_layers
-    pre = n * compute.prefill_layer_s(prof, model, t, workload, batch)
-    dec = n * compute.decode_layer_s(prof, model, t, workload, batch, decode_context(workload))
+    layers = model.stage_layers(n, stage.first, stage.last)
+    pre = compute.prefill_layers_s(prof, model, t, workload, batch, layers)
+    dec = compute.decode_layers_s(prof, model, t, workload, batch, decode_context(workload), layers)
     if stage.last:
         pre += compute.lm_head_s(prof, model, t, workload, batch)
         dec += compute.lm_head_s(prof, model, t, workload, batch)

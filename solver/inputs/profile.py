@@ -165,6 +165,9 @@ class Profile:
     prefill_elementwise_passes: Value | None = None
     raw: dict = field(default_factory=dict, repr=False)
     from_folder: bool = False  # found by globbing a --profile folder (an explicit file beats it)
+    # CUDA compute capability (SM version, e.g. 8.0 for A100): which weight schemes the GPU
+    # runs (solver.inputs.capability). None: not given, the peak_tflops keys decide.
+    compute_capability: Value | None = None
 
     def matches(self, gpu: str) -> bool:
         key = normalize_gpu_name(gpu)
@@ -324,7 +327,8 @@ def parse_profile(data: object, where: str) -> Profile:
     if version != SCHEMA_VERSION:
         raise top.error("schema_version", f"unsupported version {version}; this solver reads {SCHEMA_VERSION}")
     g = Fields(top.get("gpu", dict), where, "gpu", ("name", "aliases", "memory_gib", "interconnect",
-                                                    "intra_node_gbps", "peak_tflops", "hbm_gbps", "note"))
+                                                    "intra_node_gbps", "peak_tflops", "hbm_gbps", "note",
+                                                    "compute_capability"))
     peaks_raw = g.get("peak_tflops", dict)
     if not peaks_raw:
         raise g.error("peak_tflops", "needs at least one dtype (bf16, fp16, fp8)")
@@ -369,6 +373,8 @@ def parse_profile(data: object, where: str) -> Profile:
                                            "compute.prefill_elementwise_passes", NONNEG)
                                     if "prefill_elementwise_passes" in comp.data else None),
         raw=data,
+        compute_capability=(_value(g.data["compute_capability"], where, "gpu.compute_capability", POSITIVE)
+                            if "compute_capability" in g.data else None),
     )
 
 

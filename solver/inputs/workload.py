@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from solver.errors import InputError
+from solver.inputs.quant import SCHEME_NAMES, WeightFormat, weight_format
 from solver.units import DTYPE_BYTES
 
-WEIGHT_DTYPES = ("fp16", "bf16", "fp8")
+WEIGHT_DTYPES = SCHEME_NAMES  # weight schemes (solver.inputs.quant.SCHEMES)
 KV_DTYPES = ("fp16", "bf16", "fp8")
 
 
@@ -16,8 +17,11 @@ class Workload:
     batch: int = 1
     prompt_len: int = 1024
     output_len: int = 128
-    dtype: str = "bf16"  # weights
+    dtype: str = "bf16"  # weight scheme (solver.inputs.quant.SCHEMES)
     kv_dtype: str = ""  # "" = follow the activation dtype (vLLM's kv_cache_dtype=auto)
+    # The checkpoint's own format (its unquantized modules, group sizes), when the scheme
+    # comes from a config; None: the scheme's defaults.
+    fmt: WeightFormat | None = None
 
     def __post_init__(self):
         for name in ("batch", "prompt_len"):
@@ -33,13 +37,14 @@ class Workload:
 
     @property
     def act_dtype(self) -> str:
-        """Activations run in 16-bit even with fp8 weights (W8A16/FP8 kernels upcast or
-        accumulate in 16-bit); bf16 is what vLLM uses for fp8 checkpoints."""
-        return "bf16" if self.dtype == "fp8" else self.dtype
+        """Activations run in 16-bit whatever the weights (quantized kernels upcast or
+        accumulate in 16-bit); bf16 is what vLLM uses for fp8 checkpoints, fp16 for AWQ/GPTQ."""
+        return self.weight_bytes.act_dtype
 
     @property
-    def weight_bytes(self) -> int:
-        return DTYPE_BYTES[self.dtype]
+    def weight_bytes(self) -> WeightFormat:
+        """Bytes per parameter of each tensor group (``WeightFormat.bytes_for``)."""
+        return self.fmt if self.fmt is not None else weight_format(self.dtype)
 
     @property
     def act_bytes(self) -> int:

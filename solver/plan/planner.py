@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from solver.cost.memory import kv_bytes_per_token
+from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
 from solver.cost.serving import KV_BLOCK_TOKENS, serving_config
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.cluster import Cluster
@@ -47,7 +47,7 @@ def _gib(x: float) -> str:
 def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> str:
     """Why no layout holds the model under the serving model's memory rule: the weights
     alone exceed the pool, or no pipeline leaves KV blocks for one sequence."""
-    weights = model.total_params() * workload.weight_bytes
+    weights = stage_weight_bytes(model, 1, model.num_layers, True, True, workload.weight_bytes)
     pool = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB for g in table.groups)
     if weights > pool:
         return f"{model.name} needs {_gib(weights)} of weights; the pool has {_gib(pool)}"

@@ -19,9 +19,17 @@ from collections import Counter
 
 # vLLM's OpenAI server default port; replicas whose first stage shares a node count up from it.
 BASE_PORT = 8000
-# Workload dtype -> vLLM flags (fp8 weights: bf16 activations, fp8 quantised linear layers).
-DTYPE_FLAGS = {"bf16": "--dtype bfloat16", "fp16": "--dtype float16",
-               "fp8": "--dtype bfloat16 --quantization fp8"}
+_TORCH_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+def vllm_dtype_flags(workload) -> str:
+    """``--dtype`` (activations) and, for a 16-bit checkpoint quantized on the fly (fp8),
+    ``--quantization``; a quantized checkpoint (``workload.fmt``) is detected by vLLM
+    from its own config, so no ``--quantization`` is passed for it."""
+    flags = [f"--dtype {_TORCH_DTYPE[workload.act_dtype]}"]
+    if workload.fmt is None and workload.weight_bytes.scheme.vllm_quantization:
+        flags.append(f"--quantization {workload.weight_bytes.scheme.vllm_quantization}")
+    return " ".join(flags)
 
 
 def vllm_default_partition(num_layers: int, pp: int) -> list[int]:
@@ -51,7 +59,7 @@ def device_assignment(replicas) -> list[tuple[dict[str, list[int]], int]]:
 
 
 def _engine_flags(workload, serving) -> str:
-    flags = [DTYPE_FLAGS[workload.dtype]]
+    flags = [vllm_dtype_flags(workload)]
     if workload.kv_dtype == "fp8":
         flags.append("--kv-cache-dtype fp8")
     flags.append(f"--max-model-len {workload.context_len}")

@@ -1,0 +1,69 @@
+"""Weight schemes (--dtype): bytes per weight with scales, unquantized groups, GPU capability."""
+
+import pytest
+
+from solver.cli import main
+from solver.cost.memory import embedding_bytes, stage_weight_bytes
+from solver.errors import InputError
+from solver.inputs.capability import matmul_dtype, support
+from solver.inputs.model import load_model
+from solver.inputs.profile import load_profile
+from solver.inputs.quant import SCHEMES, weight_format
+from solver.inputs.workload import Workload
+
+
+@pytest.mark.parametrize("name, bytes_per_weight", [
+    ("bf16", 2.0), ("fp8", 1.0),
+    ("awq", 0.5 + (2 + 0.5) / 128),     # 4 bit + fp16 scale and 4-bit zero per 128
+    ("gptq", 0.5 + (2 + 0.5) / 128),
+    ("w4a16", 0.5 + 2 / 128),           # symmetric: no zero point
+    ("mxfp4", 0.5 + 1 / 32),            # e8m0 scale per 32
+    ("nvfp4", 0.5 + 1 / 16),            # e4m3 scale per 16
+    ("int8", 1.0),
+])
+def test_bytes_per_weight(name, bytes_per_weight):
+    assert SCHEMES[name].bytes_per_weight == pytest.approx(bytes_per_weight)
+
+
+def test_fp8_keeps_embedding_and_lm_head_in_bf16():
+    """llama3-8b, vLLM --quantization fp8: linear layers 1 B, embedding 128256 x 4096 x 2 B =
+    1,050,673,152 B (the old uniform 1 B under-counted it by half)."""
+    m = load_model("llama3-8b")
+    fmt = weight_format("fp8")
+    assert embedding_bytes(m, 1, fmt) == 1_050_673_152
+    assert fmt.act_dtype == "bf16"
+
+
+def test_awq_quantizes_linear_layers_only():
+    """AWQ llama3-8b TP1: 32 layers x (q,o 33,554,432 + k,v 8,388,608 + MLP 176,160,768 =
+    218,103,808) linear params x 0.51953125 B + norms
+    32 x 8192 x 2 B + embedding and head 2 x 1,050,673,152 + final norm 8192."""
+    m = load_model("llama3-8b")
+    w = stage_weight_bytes(m, 1, 32, True, True, weight_format("awq"))
+    assert w == pytest.approx(32 * 218_103_808 * 0.51953125 + 32 * 16_384 + 2 * 1_050_673_152 + 8_192)
+
+
+def test_capability_rules():
+    v100, a100, h100 = (load_profile(f"profiles/{g}.json") for g in ("v100", "a100", "h100"))
+    assert support(h100, "fp8") == "native" and support(a100, "fp8") == "weight_only"
+    with pytest.raises(InputError, match="gpu.compute_capability: .*SM 7.0.* cannot run fp8"):
+        support(v100, "fp8")
+    assert support(a100, "mxfp4") == "weight_only"
+    # the matmul rate: fp8 on H100, bf16 (weight-only Marlin) on A100
+    assert matmul_dtype(h100, Workload(dtype="fp8")) == "fp8"
+    assert matmul_dtype(a100, Workload(dtype="fp8")) == "bf16"
+
+
+def test_fp8_on_v100_is_one_line_exit_2(capsys):
+    rc = main(["estimate", "--profile", "profiles/v100.json", "--model", "llama3-8b", "--dtype", "fp8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot run fp8" in err[0]
+
+
+def test_dtype_auto_takes_the_checkpoint_scheme():
+    from argparse import Namespace
+    from solver.cli_common import workload_from
+    args = Namespace(batch=1, prompt_len=8, output_len=8, dtype="auto", kv_dtype="")
+    w = workload_from(args, load_model("gpt-oss-20b"))
+    assert w.dtype == "mxfp4" and w.weight_bytes.quantized == {"experts"}
+    assert workload_from(args, load_model("llama3-8b")).dtype == "bf16"
