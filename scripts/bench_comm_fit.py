@@ -5,6 +5,9 @@
 For each log: alpha (us), busbw (GB/s), the model kept (line, line+table, or a 2-3 line
 envelope, chosen by leave-one-out on the fitted sizes only), and the max / mean relative error at the sizes left out of the fit (every
 other size, both halves) within 4 KiB - 1 GiB, plus each held-out size beyond the threshold.
+Points the outlier rule flags (calibrate/nccl/outliers.py: flagged on each fold's training
+half and left out of its fit; flagged on the whole log and left out of the error) are all
+listed with the reason; ``max_err`` is over held-out points not flagged.
 Exit status 1 when any log's max held-out error exceeds --fail-above (default: never).
 """
 
@@ -33,8 +36,8 @@ def main(argv=None) -> int:
     for a in args.logs:
         files += sorted(Path(a).glob("*.log")) if Path(a).is_dir() else [Path(a)]
     print(f"{'log':<56}{'collective':<15}{'n':>3} {'scope':<11}{'alpha_us':>9}{'busbw_GB/s':>11}"
-          f"{'model':>11}{'line_max':>9}{'max_err':>8}{'mean_err':>9}")
-    worst, bad = 0.0, []
+          f"{'model':>11}{'line_max':>9}{'max_err':>8}{'mean_err':>9}{'flagged':>8}")
+    worst, bad, flagged = 0.0, [], []
     for f in files:
         log = parse_file(f)
         scope = "inter_node" if (log.nodes or 1) > 1 else "intra_node"
@@ -42,12 +45,17 @@ def main(argv=None) -> int:
         worst = max(worst, fit.max_rel_err)
         print(f"{f.name[:55]:<56}{fit.collective:<15}{fit.ranks:>3} {scope:<11}{fit.alpha_us:>9.2f}"
               f"{fit.busbw_gbps:>11.1f}{fit.method:>11}{fit.line_max_rel_err:>9.1%}{fit.max_rel_err:>8.1%}"
-              f"{fit.mean_rel_err:>9.1%}")
+              f"{fit.mean_rel_err:>9.1%}{len(fit.flagged):>8}")
+        flagged += [(f.name, s, why) for s, why in sorted(fit.flagged.items())]
         bad += [(f.name, s, p_ / m - 1) for s, m, p_ in fit.held_out if abs(p_ / m - 1) > args.threshold]
     if bad:
         print(f"\nheld-out sizes with error above {args.threshold:.0%} (predicted/measured - 1):")
         for name, s, e in bad:
             print(f"  {name[:55]:<56}{fmt_bytes(s):>10} {e:+.1%}")
+    print(f"\nflagged as anomalous (not fitted, not in max_err): {len(flagged) or 'none'}")
+    for name, s, why in flagged:
+        print(f"  {name[:55]:<56}{fmt_bytes(s):>10} {why}")
+    print(f"\nworst held-out error over points not flagged: {worst:.1%}")
     return 1 if args.fail_above is not None and worst > args.fail_above else 0
 
 

@@ -5,7 +5,8 @@ and merge the ``memory`` and ``compute`` sections into a profile.
         [--runtime transformers|native] [--grid default|quick] [--dtype bf16]
     python scripts/profile_memory.py --dry-run --out /tmp/p.json      # CPU, tiny grid, synthetic
 
-Raw rows go to ``--raw`` (default ``profiles/raw/<gpu>_<runtime>.csv``) with a ``.meta.json``
+Raw rows go to ``--raw`` (refused if it exists, unless ``--force``; default
+``<profile folder>/raw/<gpu>_<runtime>_<content hash>.csv``, never overwritten) with a ``.meta.json``
 beside it (versions, command, the snapshot summary at the largest peak), so the profile can be
 refitted without hardware: ``calibrate fit-memory RAW --out PROFILE``. Under torchrun an NCCL
 group of one rank is created and used once first, so the non-torch memory measured
@@ -19,6 +20,7 @@ import argparse
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -29,7 +31,8 @@ from calibrate.memory import fit as mem_fit  # noqa: E402
 from calibrate.memory.profile import DEFAULT_HOLDOUT, fit_into_profile  # noqa: E402
 from calibrate.memory.layers import BUILDERS  # noqa: E402
 from calibrate.memory.probe import GRIDS, grid_points, measure_decode, measure_prefill, shape_columns  # noqa: E402
-from calibrate.profile_io import atomic_write_text, read_profile_dict  # noqa: E402
+from calibrate.profile_io import atomic_write_text, check_writable_path, read_profile_dict  # noqa: E402
+from calibrate.raw_store import refuse_existing, store  # noqa: E402
 from solver.errors import InputError  # noqa: E402
 
 DTYPES = {"bf16": ("bfloat16", 2), "fp16": ("float16", 2), "fp32": ("float32", 4)}
@@ -38,7 +41,9 @@ DTYPES = {"bf16": ("bfloat16", 2), "fp16": ("float16", 2), "fp32": ("float32", 4
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="profile to create or update (memory + compute sections only)")
-    p.add_argument("--raw", default=None, help="raw CSV path (default profiles/raw/<gpu>_<runtime>.csv)")
+    p.add_argument("--raw", default=None, help="raw CSV path, refused if it exists (default: <profile folder>/raw/"
+                                              "<gpu>_<runtime>_<content hash>.csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing --raw file")
     p.add_argument("--runtime", choices=sorted(BUILDERS), default="native", help="stage implementation (default native)")
     p.add_argument("--grid", choices=sorted(GRIDS), default=None, help="default|quick on GPU; tiny (default) in --dry-run")
     p.add_argument("--dtype", choices=sorted(DTYPES), default=None,
@@ -134,6 +139,9 @@ def main(argv=None) -> int:
 def _run(args, torch, cuda) -> int:
     argv = args.argv
     try:
+        if args.raw:
+            refuse_existing(args.raw, args.force)
+            check_writable_path(args.raw)
         existing = read_profile_dict(args.out)
         act = (existing or {}).get("memory", {}).get("activation_peak", {})
         if args.dry_run and act.get("source", "synthetic") != "synthetic":
@@ -148,8 +156,14 @@ def _run(args, torch, cuda) -> int:
             raise InputError(args.out, "", "no grid point fitted in memory")
         gpu = args.gpu or (torch.cuda.get_device_name() if cuda else "H100")
         runtime = rows[0]["runtime"]
-        raw = args.raw or f"profiles/raw/{gpu.lower().replace(' ', '_')}_{runtime}.csv"
-        mem_fit.write_raw(raw, rows)
+        text = mem_fit.raw_text(rows)
+        if args.raw:
+            raw = args.raw
+            atomic_write_text(raw, text)
+        else:  # beside the profile, named by content: never overwrites, never lands elsewhere
+            device = gpu if cuda else "cpu_dry_run"
+            stem = re.sub(r"[^a-z0-9.]+", "_", f"{device}_{runtime}".lower()).strip("_")
+            raw = str(store(Path(args.out).parent / "raw", stem, text))
         meta = {"created": _dt.date.today().isoformat(), "command": "scripts/profile_memory.py " + " ".join(map(shlex.quote, argv or sys.argv[1:])),
                 "device": rows[0]["device"], "torch": torch.__version__, "cuda": torch.version.cuda,
                 "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,

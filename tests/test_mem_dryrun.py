@@ -20,16 +20,21 @@ import profile_memory  # noqa: E402
 @pytest.fixture(scope="module")
 def dry(tmp_path_factory):
     d = tmp_path_factory.mktemp("dry")
-    rc = profile_memory.main(["--dry-run", "--out", str(d / "p.json"), "--raw", str(d / "raw.csv")])
+    rc = profile_memory.main(["--dry-run", "--out", str(d / "p.json")])  # raw: default path
     assert rc == 0
     return d
+
+
+def _raw(d: Path) -> Path:
+    (raw,) = (d / "raw").glob("cpu_dry_run_native_*.csv")  # beside --out, named by content
+    return raw
 
 
 def test_dry_run_writes_synthetic_profile_and_raw(dry):
     prof = load_profile(dry / "p.json")  # well-formed: the solver's own loader accepts it
     assert prof.activation.source == "synthetic" and prof.prefill_efficiency.source == "synthetic"
     assert '"source": "measured"' not in (dry / "p.json").read_text()
-    rows = mem_fit.read_raw(dry / "raw.csv")
+    rows = mem_fit.read_raw(_raw(dry))
     # tiny grid: 2 shapes x tp {1,2} x layers {1,2} x 3 (b, s) points, a prefill and a decode row each
     assert len(rows) == 2 * 2 * 2 * 3 * 2
     pre = [r for r in rows if r["phase"] == "prefill"]
@@ -38,8 +43,22 @@ def test_dry_run_writes_synthetic_profile_and_raw(dry):
     r = next(r for r in pre if r["hidden"] == 128 and r["tp"] == 1 and r["layers"] == 1 and r["batch"] == 2
              and r["seq"] == 16)
     assert r["kv_bytes"] == 2 * 2 * 17 * 2 * 32 * 4
-    meta = json.loads((dry / "raw.csv.meta.json").read_text())
+    meta = json.loads(Path(str(_raw(dry)) + ".meta.json").read_text())
     assert meta["source"] == "synthetic" and meta["device"].startswith("cpu")
+    assert str(_raw(dry)) in json.loads((dry / "p.json").read_text())["provenance"]["sections"]["memory"]["raw"]
+
+
+def test_dry_run_never_writes_into_the_repo(dry):
+    """--out elsewhere: nothing under the repo's profiles/raw names a dry run."""
+    assert not list((ROOT / "profiles" / "raw").glob("*dry_run*")) and not (ROOT / "profiles/raw/h100_native.csv.tmp").exists()
+
+
+def test_existing_raw_refused_before_work(tmp_path, capsys):
+    raw = tmp_path / "r.csv"
+    raw.write_text("precious\n")
+    assert profile_memory.main(["--dry-run", "--out", str(tmp_path / "p.json"), "--raw", str(raw)]) == 2
+    assert "--force" in capsys.readouterr().err and raw.read_text() == "precious\n"
+    assert not (tmp_path / "p.json").exists()
 
 
 def test_dry_run_refuses_to_overwrite_measured(tmp_path):

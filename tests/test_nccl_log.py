@@ -61,7 +61,8 @@ def test_import_merges_collectives_and_keeps_other_sections(tmp_path, capsys):
     assert (c["collective"], c["ranks"], c["scope"], c["source"]) == ("all_reduce", 8, "intra_node", "measured")
     assert c["alpha_us"] == pytest.approx(10.0, rel=1e-4) and c["busbw_gbps"] == pytest.approx(100.0, rel=1e-4)
     assert c["efficiency"] == pytest.approx(0.333, rel=1e-2)  # 100 / 300 GB/s NVLink3
-    assert (tmp_path / "raw" / "nccl_all_reduce_new_layout_8gpu.csv").exists()
+    (raw,) = (tmp_path / "raw").glob("nccl_all_reduce_new_layout_8gpu_*.csv")  # content-hash name
+    assert str(raw) in after["provenance"]["sections"]["collectives"]["runs"][-1]["raw"]
     # predict: 16 MiB = 16777216 B -> 10 + 1.75*16777216/1e5 = 303.6 us
     capsys.readouterr()
     assert calibrate(["predict", str(prof), "--collective", "all_reduce", "--ranks", "8",
@@ -88,7 +89,7 @@ def test_bad_inputs_exit_2_without_output(tmp_path, capsys):
 def test_refit_from_raw(tmp_path):
     prof = tmp_path / "p.json"
     assert calibrate(["import-nccl-tests", str(NEW), "--out", str(prof), "--gpu", "A100-80GB"]) == 0
-    raw = tmp_path / "raw" / "nccl_all_reduce_new_layout_8gpu.csv"
+    (raw,) = (tmp_path / "raw").glob("nccl_all_reduce_new_layout_8gpu_*.csv")
     prof2 = tmp_path / "q.json"
     assert calibrate(["fit", str(raw), "--out", str(prof2), "--gpu", "A100-80GB"]) == 0
     a, b = (json.loads(p.read_text())["collectives"][0] for p in (prof, prof2))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-
-from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
-from calibrate.profile_io import command_line, read_profile_dict
+from calibrate.nccl.profile import (check_proxy, entry, fit_points, flagged_lines, nominal_gbps, provenance,
+                                    write_collectives)
 from calibrate.nccl.raw import read_raw
+from calibrate.profile_io import command_line, read_profile_dict
 
 
 def register(sub) -> None:
@@ -21,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--gpu", help="the profile's GPU (needed to create a missing profile)")
     p.add_argument("--nominal-gbps", type=float, help="nominal link GB/s per direction for `efficiency` "
                                                       "(default: the profile's gpu.intra_node_gbps, intra_node only)")
+    p.add_argument("--proxy-reason", help="required when a raw file's GPU differs from the profile's: why its "
+                                          "collectives stand for this GPU (goes into ref), as for import-nccl-tests")
     p.add_argument("--line-only", action="store_true",
                    help="fit the single alpha-beta line only (no table, no envelope)")
     p.set_defaults(func=run)
@@ -29,15 +31,21 @@ def register(sub) -> None:
 def run(args) -> int:
     command = command_line()
     base = read_profile_dict(args.out)
+    profile_gpu = args.gpu or (base or {}).get("gpu", {}).get("name")
+    synthetic = bool((base or {}).get("provenance", {}).get("synthetic"))
     points, entries = [], []
     for path in args.raw:
         pts = read_raw(path)
+        proxies = {} if synthetic else {g: check_proxy(g, profile_gpu, args.proxy_reason, path)
+                                        for g in sorted({p.gpu for p in pts})}
         for fit, gpts in fit_points(pts, path, table_if=None if args.line_only else 0.10):
             nom, _ = nominal_gbps(fit.scope, base, args.gpu or gpts[0].gpu, args.nominal_gbps)
-            ref = "; ".join(sorted({p.ref for p in gpts if p.ref})) or path
-            entries.append(entry(fit, gpts, ref=ref, nominal=nom))
+            refs = sorted({p.ref for p in gpts if p.ref}) + sorted({proxies.get(p.gpu) for p in gpts} - {None, ""})
+            entries.append(entry(fit, gpts, ref="; ".join(refs) or path, nominal=nom))
             print(f"{path}: {fit.collective} n={fit.ranks} {fit.scope}: alpha {fit.alpha_us:.2f} us, "
                   f"busbw {fit.busbw_gbps:.1f} GB/s, {fit.method}, held-out max err {fit.max_rel_err:.1%}")
+        for line in flagged_lines(pts, path):
+            print(line)
         points += pts
     prov = provenance(points, command, list(args.raw), "collectives refitted from raw CSVs")
     write_collectives(args.out, entries, prov, gpu=args.gpu, command=command)

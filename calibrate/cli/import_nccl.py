@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
-from calibrate import published
-from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
 from calibrate.importers.nccl_tests import parse_file, to_raw
+from calibrate.nccl.profile import (check_proxy, entry, fit_points, flagged_lines, nominal_gbps, provenance,
+                                    write_collectives)
+from calibrate.nccl.raw import to_csv_text
 from calibrate.profile_io import command_line, read_profile_dict
-from calibrate.nccl.raw import write_raw
-from solver.errors import InputError
-from solver.inputs.profile import COLLECTIVES, normalize_gpu_name
+from calibrate.raw_store import content_path, store
+from solver.inputs.profile import COLLECTIVES
 
 
 def register(sub) -> None:
@@ -25,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("logs", nargs="+", help="nccl-tests output files")
     p.add_argument("--out", required=True, help="profile JSON to create or merge into (other sections kept)")
     p.add_argument("--gpu", help="the profile's GPU (needed to create a missing profile; checked against an existing one)")
-    p.add_argument("--raw-dir", help="folder for raw CSVs (default: <profile folder>/raw)")
+    p.add_argument("--raw-dir", help="folder for raw CSVs (default: <profile folder>/raw); files are named "
+                                     "<log name>_<content hash>.csv and never overwritten")
     p.add_argument("--collective", choices=COLLECTIVES, help="collective measured (default: from the log or file name)")
     p.add_argument("--ranks", type=int, help="total ranks (GPUs) of the run, if the log has no device lines")
     p.add_argument("--nodes", type=int, help="nodes of the run (>1 means scope inter_node); default from the log, else 1")
@@ -46,19 +48,6 @@ def _stem(path: str) -> str:
     return "nccl_" + re.sub(r"[^a-z0-9]+", "_", Path(path).stem.lower()).strip("_")
 
 
-def _check_proxy(log_gpu: str, profile_gpu: str | None, reason: str | None, where: str) -> str:
-    if not log_gpu or not profile_gpu:
-        return ""
-    a, b = published.find(log_gpu), published.find(profile_gpu)
-    same = (a and b and a[0] == b[0]) or normalize_gpu_name(log_gpu) == normalize_gpu_name(profile_gpu)
-    if same:
-        return ""
-    if not reason:
-        raise InputError(where, "gpu", f"log measured {log_gpu!r}, profile is {profile_gpu!r}; "
-                                       "pass --proxy-reason to say why it stands for this GPU")
-    return f"measured on {log_gpu}, used for {profile_gpu}: {reason}"
-
-
 def run(args) -> int:
     command = command_line()
     base = read_profile_dict(args.out)
@@ -70,7 +59,9 @@ def run(args) -> int:
         source = args.source or ("published" if (log.source_url or args.ref) else "measured")
         pts = to_raw(log, collective=args.collective, ranks=args.ranks, nodes=args.nodes,
                      gpu=args.log_gpu, source=source, ref=args.ref, nccl=args.nccl)
-        proxy = _check_proxy(pts[0].gpu, profile_gpu, args.proxy_reason, log_path)
+        if log.truncation():
+            print(f"warning: {log.truncation()}", file=sys.stderr)
+        proxy = check_proxy(pts[0].gpu, profile_gpu, args.proxy_reason, log_path)
         ref = "; ".join(x for x in (pts[0].ref, f"{pts[0].ranks}x {pts[0].gpu or 'GPU not named'}, "
                                                  f"{pts[0].nodes} node(s), nccl-tests", proxy) if x)
         for fit, gpts in fit_points(pts, log_path):
@@ -78,13 +69,16 @@ def run(args) -> int:
             all_entries.append(entry(fit, gpts, ref=ref, nominal=nom))
             print(f"{log_path}: {fit.collective} n={fit.ranks} {fit.scope}: alpha {fit.alpha_us:.2f} us, "
                   f"busbw {fit.busbw_gbps:.1f} GB/s, {fit.method}, held-out max err {fit.max_rel_err:.1%}")
-        raw_path = raw_dir / f"{_stem(log_path)}.csv"
-        staged.append((raw_path, pts))
+        for line in flagged_lines(pts, log_path):
+            print(line)
+        text = to_csv_text(pts)  # with the flags the fit set
+        raw_path = content_path(raw_dir, _stem(log_path), text)
+        staged.append((_stem(log_path), text))
         raw_paths.append(str(raw_path))
         all_points += pts
     prov = provenance(all_points, command, raw_paths, f"nccl-tests logs imported ({', '.join(args.logs)})")
-    for raw_path, pts in staged:  # only after every log parsed and fitted
-        write_raw(raw_path, pts)
+    for stem, text in staged:  # only after every log parsed and fitted; never overwrites
+        store(raw_dir, stem, text)
     write_collectives(args.out, all_entries, prov, gpu=args.gpu, command=command)
     print(f"wrote {args.out} ({len(all_entries)} collective fit(s)); raw points in {', '.join(raw_paths)}")
     return 0

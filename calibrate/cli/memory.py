@@ -13,6 +13,7 @@ from pathlib import Path
 from calibrate.memory import fit as mem_fit
 from calibrate.memory.profile import DEFAULT_HOLDOUT, fit_into_profile, load_rows
 from calibrate.profile_io import atomic_write_text, command_line
+from calibrate.raw_store import refuse_existing
 
 def register(sub) -> None:
     p = sub.add_parser("fit-memory", help="fit activation peak + prefill efficiency from raw CSVs into a profile",
@@ -41,14 +42,19 @@ def register(sub) -> None:
     q.add_argument("folder", help="the shared data folder, e.g. ../shared/data/h100")
     q.add_argument("--out-dir", default="profiles/raw", help="where to write (default profiles/raw)")
     q.add_argument("--prefix", default="h100", help="file name prefix (default h100)")
+    q.add_argument("--force", action="store_true", help="replace raw files that exist with other content")
     q.set_defaults(func=run_import)
 
 
 def run_import(args) -> int:
     from calibrate.importers.h100_shared import DATASET_REF, DEVICE, import_shared
     by_runtime = import_shared(args.folder)
+    paths = {rt: Path(args.out_dir) / f"{args.prefix}_{rt.split('-')[0]}.csv" for rt in by_runtime}
+    for rt, path in paths.items():  # all checked before anything is written
+        if path.exists() and path.read_text() != mem_fit.raw_text(by_runtime[rt]):
+            refuse_existing(path, args.force)
     for runtime, rows in sorted(by_runtime.items()):
-        path = Path(args.out_dir) / f"{args.prefix}_{runtime.split('-')[0]}.csv"
+        path = paths[runtime]
         mem_fit.write_raw(path, rows)
         meta = {"created": _dt.date.today().isoformat(), "command": command_line(), "data": DATASET_REF,
                 "device": DEVICE, "torch": "2.11.0+cu130", "cuda": "13.0", "nccl": "2.28.9",

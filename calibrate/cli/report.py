@@ -8,6 +8,7 @@ from pathlib import Path
 
 from calibrate.nccl.raw import groups, read_raw
 from solver.cost.collectives import busbw_gbps, collective_time_us
+from calibrate.figures import png_target, save
 from solver.errors import InputError
 from solver.inputs.profile import load_profile
 from solver.units import fmt_bytes
@@ -22,7 +23,8 @@ def register(sub) -> None:
                     "provenance lists them) or given with --raw. Needs matplotlib for the PNG.")
     p.add_argument("profile", help="profile JSON")
     p.add_argument("--raw", nargs="*", default=None, help="raw CSVs to plot (default: those named in the profile)")
-    p.add_argument("--png", help="PNG path (default: <profile>_collectives.png)")
+    p.add_argument("--png", help="PNG path of the collectives plot (default: <profile>_collectives.png); the "
+                                 "memory plot goes beside it as <name>_memory.png (default: <profile>_memory.png)")
     p.add_argument("--no-png", action="store_true", help="table only")
     p.set_defaults(func=run)
 
@@ -81,12 +83,16 @@ def plot(prof, raw_paths: list[str], png: str) -> bool:
         ax.legend(fontsize=7)
     axes[-1, 0].set_xlabel("size (bytes, nccl-tests S)")
     fig.tight_layout()
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
+    try:
+        save(fig, png)
+    finally:
+        plt.close(fig)
     return True
 
 
 def run(args) -> int:
+    if args.png:
+        png_target(args.png)
     prof = load_profile(args.profile)
     has_memory = prof.activation is not None  # memory/compute fits: calibrate/memory/report.py
     if not prof.collectives and not has_memory:
@@ -101,7 +107,7 @@ def run(args) -> int:
         from calibrate.memory.report import memory_report, plot_memory
         mem_raw = [p for p in prof.provenance.get("sections", {}).get("memory", {}).get("raw", []) if Path(p).exists()]
         print("\n" + memory_report(prof.raw, mem_raw))
-        png = str(Path(args.profile).with_suffix("")) + "_memory.png"
+        png = str(Path(args.png or args.profile).with_suffix("")) + "_memory.png"
         if not args.no_png and mem_raw and plot_memory(prof.raw, mem_raw, png):
             print(f"wrote {png}")
     return 0

@@ -35,6 +35,7 @@ _RANK_RE = re.compile(r"^#\s*Rank\s+(\d+)\s+(?:Group\s+\d+\s+)?Pid\s+\d+\s+on\s+
                       r"\[[^\]]*\]\s+(.+?)\s*$")
 _NCCL_RE = re.compile(r"NCCL version\s+(\d\S*)")
 _HEADER_RE = re.compile(r"nThread\s+(\d+)\s+nGpus\s+(\d+).*?warmup iters:\s*(\d+)\s+iters:\s*(\d+)")
+_RANGE_RE = re.compile(r"minBytes\s+(\d+)\s+maxBytes\s+(\d+)")
 _GPUS_RE = re.compile(r"^#\s*gpus:\s*(\d+)\s*x\s*([^(;]+?)\s*(?:[(;].*)?$")
 _NODES_RE = re.compile(r"^#\s*nodes:\s*(\d+)")
 _SOURCE_RE = re.compile(r"^#\s*source:\s*(\S+)")
@@ -60,6 +61,14 @@ class NcclLog:
     time_us: list[float] = field(default_factory=list)
     time_inplace_us: list[float | None] = field(default_factory=list)
     dtype: str = ""
+    header_max_bytes: int | None = None  # the ``maxBytes`` the run was asked for
+
+    def truncation(self) -> str:
+        """A warning when the rows end before the header's ``maxBytes`` (a cut-off log), else ''."""
+        if self.header_max_bytes and self.sizes and max(self.sizes) < self.header_max_bytes:
+            return (f"{self.path}: rows end at {max(self.sizes)} B but the header asked for up to "
+                    f"{self.header_max_bytes} B: truncated log? the fit only covers the rows present")
+        return ""
 
 
 def collective_from_name(text: str) -> str | None:
@@ -102,6 +111,8 @@ def parse_text(text: str, where: str) -> NcclLog:
                 log.nccl = m.group(1)
             elif (m := _HEADER_RE.search(line)):
                 log.warmup, log.iters = int(m.group(3)), int(m.group(4))
+                if (r := _RANGE_RE.search(line)):
+                    log.header_max_bytes = int(r.group(2))
             elif (m := _GPUS_RE.match(line)):
                 gpus_comment = (int(m.group(1)), m.group(2).strip())
             elif (m := _NODES_RE.match(line)):

@@ -77,16 +77,21 @@ def read_raw(path: str | Path) -> list[dict]:
     return rows
 
 
-def write_raw(path: str | Path, rows: list[dict]) -> None:
-    """Write rows atomically in ``RAW_COLUMNS`` order (unknown keys are an error)."""
-    from calibrate.profile_io import atomic_write_text
+def raw_text(rows: list[dict]) -> str:
+    """CSV text of rows in ``RAW_COLUMNS`` order (unknown keys are an error)."""
     import io
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=RAW_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r[k]) for k in RAW_COLUMNS})
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_raw(path: str | Path, rows: list[dict]) -> None:
+    """Write rows atomically in ``RAW_COLUMNS`` order (unknown keys are an error)."""
+    from calibrate.profile_io import atomic_write_text
+    atomic_write_text(path, raw_text(rows))
 
 
 # ---------------------------------------------------------------- selection

@@ -123,6 +123,9 @@ def plot_memory(prof: dict, raw_csv, png_path: str) -> bool:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=90)
-    plt.close(fig)
+    from calibrate.figures import save  # temp file + rename, one-line error
+    try:
+        save(fig, png_path)
+    finally:
+        plt.close(fig)
     return True

@@ -24,7 +24,9 @@ S and factor; solver/cost/collectives.py evaluates it). Steps:
    and odd positions); on each fold's training half the kind is *chosen* and fitted, then
    evaluated at the held-out sizes inside the error window (default 4 KiB - 1 GiB).
    ``max_rel_err`` / ``mean_rel_err`` are over both folds; ``line_max_rel_err`` is the
-   single line's. Steps between two training sizes 4x apart (e.g. H100 all_gather 23 us at
+   single line's. Anomalous points (calibrate/nccl/outliers.py) are flagged on each fold's
+   training half and left out of its fit; held-out points flagged on the whole curve are
+   listed but not in the error (``held_out`` rows carry the flag). Steps between two training sizes 4x apart (e.g. H100 all_gather 23 us at
    2 MiB, 45 us at 4 MiB) stay unpredictable: no kind can tell which side a left-out size is on.
 
 No torch, no I/O.
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from calibrate.nccl.outliers import flag_outliers
 from solver.cost.collectives import bus_factor, collective_time_us
 from solver.errors import InputError
 from solver.inputs.profile import CollectiveFit
@@ -62,7 +65,8 @@ class Fit:
     max_rel_err: float | None = None      # held-out, of the predictor written (line or table+line)
     mean_rel_err: float | None = None
     line_max_rel_err: float | None = None  # held-out, of the single line
-    held_out: list[tuple[int, float, float]] = field(default_factory=list)  # (size, measured, predicted)
+    held_out: list[tuple[int, float, float]] = field(default_factory=list)  # (size, measured, predicted), unflagged
+    flagged: dict[int, str] = field(default_factory=dict)  # size -> why (outliers.py), not fitted
     window: tuple[int, int] = ERROR_WINDOW
     lines: list[tuple[float, float]] = field(default_factory=list)  # envelope (alpha_us, busbw_gbps)
 
@@ -203,20 +207,29 @@ def choose_kind(collective, n, scope, S, t, kinds=KINDS, window=ERROR_WINDOW) ->
     return next((k for k in kinds if k in scores and scores[k] <= best + 1e-9), "line")
 
 
-def _cv(collective, n, scope, S, t, kinds, window):
-    """Two-fold every-other-size held-out error of choose-then-fit (the choice made on each
-    fold's training half only): (max, mean, [(size, meas, pred)])."""
+def _train(collective, n, S, t):
+    """(S, t) without the points the outlier rule flags on them."""
+    bad = flag_outliers(collective, n, S, t)
+    ok = np.array([int(s) not in bad for s in S], bool)
+    return S[ok], t[ok]
+
+
+def _cv(collective, n, scope, S, t, kinds, window, flagged=()):
+    """Two-fold every-other-size held-out error of choose-then-fit (outliers flagged and the
+    kind chosen on each fold's training half only): (max, mean, [(size, meas, pred)]) over
+    the held-out sizes not in ``flagged`` (flagged on the whole curve)."""
     if len(S) < 4:
         return None, None, []
     rows = []
     for par in (0, 1):
         tr = (np.arange(len(S)) % 2) == par
         try:
-            kind = choose_kind(collective, n, scope, S[tr], t[tr], kinds, window)
-            pred = _predict_fn(collective, n, scope, S[tr], t[tr], kind)
+            S_tr, t_tr = _train(collective, n, S[tr], t[tr])
+            kind = choose_kind(collective, n, scope, S_tr, t_tr, kinds, window)
+            pred = _predict_fn(collective, n, scope, S_tr, t_tr, kind)
         except InputError:
             continue
-        rows += [(int(s), float(m), pred(s)) for s, m in zip(S[~tr], t[~tr])]
+        rows += [(int(s), float(m), pred(s)) for s, m in zip(S[~tr], t[~tr]) if int(s) not in flagged]
     rows.sort()
     inside = [r for r in rows if window[0] <= r[0] <= window[1]] or rows
     if not inside:
@@ -229,20 +242,22 @@ def fit_group(collective: str, n: int, scope: str, sizes, times, *, table_if: fl
               window: tuple[int, int] = ERROR_WINDOW) -> Fit:
     """Fit one (collective, n, scope) group; see the module docstring. ``table_if=None``:
     the single line only."""
-    S, t = merge_sizes(sizes, times)
-    if len(S) < 2:
-        raise InputError("", f"{collective} n={n} {scope}", f"needs >= 2 sizes to fit, got {len(S)}")
-    line_max, _, _ = _cv(collective, n, scope, S, t, ("line",), window)
+    S_all, t_all = merge_sizes(sizes, times)
+    if len(S_all) < 2:
+        raise InputError("", f"{collective} n={n} {scope}", f"needs >= 2 sizes to fit, got {len(S_all)}")
+    flagged = flag_outliers(collective, n, S_all, t_all)
+    line_max, _, _ = _cv(collective, n, scope, S_all, t_all, ("line",), window, flagged)
     kinds = ("line",) if table_if is None else KINDS
-    mx, mean, rows = _cv(collective, n, scope, S, t, kinds, window)
+    mx, mean, rows = _cv(collective, n, scope, S_all, t_all, kinds, window, flagged)
+    S, t = _train(collective, n, S_all, t_all)
     kind = choose_kind(collective, n, scope, S, t, kinds, window) if len(kinds) > 1 else "line"
     alpha, busbw, ts, tt, ln = _predictor(collective, n, S, t, kind)
     if mx is None:  # too few sizes to hold any out: in-sample error of the line
         cf = _cfit(collective, n, scope, alpha, busbw)
         errs = [abs(collective_time_us(cf, s) / m - 1) for s, m in zip(S, t)]
         mx, mean = max(errs), sum(errs) / len(errs)
-    return Fit(collective, n, scope, alpha, busbw, (int(S[0]), int(S[-1])), len(S), ts, tt,
-               mx, mean, line_max, rows, window, ln)
+    return Fit(collective, n, scope, alpha, busbw, (int(S_all[0]), int(S_all[-1])), len(S), ts, tt,
+               mx, mean, line_max, rows, flagged, window, ln)
 
 
 def relative_errors(fit: Fit, sizes, times) -> list[float]:

@@ -17,6 +17,7 @@ from calibrate.defaults import skeleton
 from calibrate.profile_io import merge_sections, read_profile_dict, write_profile
 from calibrate.nccl.raw import RawPoint, groups
 from solver.errors import InputError
+from solver.inputs.profile import normalize_gpu_name
 
 
 def _one(values, where: str, name: str) -> str:
@@ -28,9 +29,12 @@ def _one(values, where: str, name: str) -> str:
 
 def fit_points(points: list[RawPoint], where: str = "", *, table_if: float = 0.10,
                window: tuple[int, int] = ERROR_WINDOW) -> list[tuple[Fit, list[RawPoint]]]:
-    """One :class:`Fit` per (collective, ranks, scope) group of ``points``."""
+    """One :class:`Fit` per (collective, ranks, scope) group of ``points``. Points already
+    flagged are left out; points the outlier rule flags get their ``flag`` set (the caller
+    writes them back to raw) and are left out too."""
     out = []
-    for (coll, n, scope), pts in groups(points).items():
+    for (coll, n, scope), every in groups(points).items():
+        pts = [p for p in every if not p.flag]
         if any(p.backend == "gloo" and p.source == "measured" for p in pts):
             raise InputError(where, "source", f"{coll} n={n}: gloo points cannot be 'measured' "
                                               "(gloo is for tests; mark them synthetic)")
@@ -40,8 +44,17 @@ def fit_points(points: list[RawPoint], where: str = "", *, table_if: float = 0.1
                             table_if=table_if, window=window)
         except InputError as e:
             raise InputError(where, e.field, e.reason) from None
-        out.append((fit, pts))
+        for p in pts:
+            if p.size_bytes in fit.flagged:
+                p.flag = f"outlier: {fit.flagged[p.size_bytes]}"
+        out.append((fit, [p for p in pts if not p.flag]))
     return out
+
+
+def flagged_lines(points: list[RawPoint], where: str) -> list[str]:
+    """One line per flagged point, for the user to see what the fit left out."""
+    return [f"{where}: flagged {p.collective} n={p.ranks} {p.scope} at {p.size_bytes} B "
+            f"({p.time_us:.4g} us), not fitted: {p.flag}" for p in points if p.flag]
 
 
 def nominal_gbps(scope: str, profile: dict | None, gpu: str, override: float | None) -> tuple[float | None, str]:
@@ -71,6 +84,7 @@ def entry(fit: Fit, pts: list[RawPoint], *, ref: str, nominal: float | None, not
         "range_bytes": list(fit.range_bytes),
         "max_rel_err": round_sig(fit.max_rel_err, 3), "mean_rel_err": round_sig(fit.mean_rel_err, 3),
         "fit_points": fit.n_points,
+        "held_out_rel_err": [[s, round_sig(p / m - 1, 3)] for s, m, p in fit.held_out],
         "runtime": _one((p.runtime for p in pts), "", "runtime"),
     }
     if nominal:
@@ -88,6 +102,8 @@ def entry(fit: Fit, pts: list[RawPoint], *, ref: str, nominal: float | None, not
             and fit.line_max_rel_err is not None else "")
     why = (f"errors: held out every other size, sizes {lo}-{hi} B; {miss}model chosen by leave-one-out "
            f"on the fitted sizes: {kept}")
+    if fit.flagged:
+        e["flagged_bytes"] = sorted(fit.flagged)
     stat = _one((p.stat for p in pts), "", "stat")
     e["note"] = "; ".join(x for x in (note, why, f"time statistic: {stat}") if x)
     return e
@@ -132,8 +148,21 @@ def _accumulate(base: dict, prov: dict) -> dict:
     return {"runs": runs + [prov], "summary": "collective fits; one record per run or import"}
 
 
+def check_proxy(data_gpu: str, profile_gpu: str | None, reason: str | None, where: str) -> str:
+    """'' when the data's GPU is the profile's (by datasheet entry or normalised name), the
+    proxy note for ``ref`` when ``reason`` says why another GPU stands for it; else an error."""
+    if not data_gpu or not profile_gpu:
+        return ""
+    a, b = published.find(data_gpu), published.find(profile_gpu)
+    if (a and b and a[0] == b[0]) or normalize_gpu_name(data_gpu) == normalize_gpu_name(profile_gpu):
+        return ""
+    if not reason:
+        raise InputError(where, "gpu", f"data measured on {data_gpu!r}, profile is {profile_gpu!r}; "
+                                       "pass --proxy-reason to say why it stands for this GPU")
+    return f"measured on {data_gpu}, used for {profile_gpu}: {reason}"
+
+
 def published_match(profile: dict, gpu: str) -> bool:
-    from solver.inputs.profile import normalize_gpu_name
     names = {normalize_gpu_name(n) for n in [profile["gpu"]["name"], *profile["gpu"].get("aliases", [])]}
     found = published.find(gpu)
     return normalize_gpu_name(gpu) in names or (found is not None and normalize_gpu_name(found[0]) in names)

@@ -16,6 +16,8 @@ names, nccl-tests conventions of design.md section 4):
 - ``dtype``, ``iters``, ``warmup``, ``backend`` (nccl | gloo | nccl-tests), ``source``
   (measured | published | synthetic), ``ref``, ``gpu``, ``hosts``, ``driver``, ``cuda``,
   ``nccl``, ``torch``, ``runtime``
+- ``flag``: empty, or why the point is kept out of every fit (an anomaly flagged by
+  calibrate/nccl/outliers.py, or a reason written by hand); the point stays in the file
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class RawPoint:
     nccl: str = ""
     torch: str = ""
     runtime: str = ""
+    flag: str = ""  # why the point is left out of fits (calibrate/nccl/outliers.py or by hand); "" = used
 
     def __post_init__(self):
         if self.algbw_gbps is None and self.time_us > 0:

@@ -115,6 +115,7 @@ class CollectiveFit:
     table_time_us: tuple[float, ...] = ()
     table_interp: str = "loglog"
     lines: tuple[tuple[float, float], ...] = ()
+    held_out_rel_err: tuple[tuple[float, float], ...] = ()  # (size_bytes, predicted/measured - 1)
 
 
 @dataclass(frozen=True)
@@ -245,7 +246,8 @@ def _curve(data, where: str, path: str) -> Curve:
 def _collective(data, where: str, path: str) -> CollectiveFit:
     f = Fields(data, where, path, ("collective", "ranks", "scope", "alpha_us", "busbw_gbps", "source",
                                    "ref", "range_bytes", "max_rel_err", "mean_rel_err", "nominal_gbps",
-                                   "efficiency", "table", "runtime", "note", "fit_points", "lines"))
+                                   "efficiency", "table", "runtime", "note", "fit_points", "lines",
+                                   "held_out_rel_err", "flagged_bytes"))
     rng = f.get("range_bytes", list, None)
     if rng is not None and (len(rng) != 2 or not all(finite_number(v) for v in rng)):
         raise f.error("range_bytes", "must be [min_bytes, max_bytes]")
@@ -259,6 +261,9 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
             raise tf.error("time_us", "size_bytes (increasing) and time_us need equal length >= 2")
         if not all(finite_number(v) and v > 0 for v in (*sizes, *times)) or sorted(sizes) != list(sizes):
             raise tf.error("time_us", "must be finite numbers > 0, and size_bytes too (increasing)")
+    held = f.get("held_out_rel_err", list, [])
+    if not all(isinstance(h, list) and len(h) == 2 and all(finite_number(v) for v in h) for h in held):
+        raise f.error("held_out_rel_err", "must be a list of [size_bytes, relative error] pairs")
     lines = []
     for i, ln in enumerate(f.get("lines", list, [])):
         lf = Fields(ln, where, f"{path}.lines[{i}]", ("alpha_us", "busbw_gbps"))
@@ -279,6 +284,7 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
         table_time_us=tuple(float(t) for t in times),
         table_interp=interp,
         lines=tuple(lines),
+        held_out_rel_err=tuple((float(a), float(b)) for a, b in held),
     )
 
 
