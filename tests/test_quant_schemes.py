@@ -67,3 +67,16 @@ def test_dtype_auto_takes_the_checkpoint_scheme():
     w = workload_from(args, load_model("gpt-oss-20b"))
     assert w.dtype == "mxfp4" and w.weight_bytes.quantized == {"experts"}
     assert workload_from(args, load_model("llama3-8b")).dtype == "bf16"
+
+
+def test_mxfp4_experts_padded_as_vllm_loads_them():
+    """gpt-oss experts (h = f = 2880) are padded for vLLM's Marlin MoE kernel: h -> 3072
+    (multiple of 256), f/t -> multiple of 128. gpt-oss-120b TP4: f/t = 720 -> 768;
+    128 experts x 3 x 3072 x 768 = 905,969,664 params per rank per layer (x 0.53125 B).
+    gpt-oss-20b TP1: 2880 -> 2944; 32 x 3 x 3072 x 2944 = 868,220,928."""
+    from solver.cost.memory import expert_params_per_rank
+    m120, m20 = load_model("gpt-oss-120b"), load_model("gpt-oss-20b")
+    assert expert_params_per_rank(m120, 4, m120.weight_format) == 905_969_664
+    assert expert_params_per_rank(m20, 1, m20.weight_format) == 868_220_928
+    # bf16 experts are not padded: 128 x 3 x 2880 x 2880 / 4
+    assert expert_params_per_rank(m120, 4, weight_format("bf16")) == 128 * 3 * 2880 * 2880 / 4

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from solver.cost.warn import note
 from solver.inputs.model import KV_HEADS, SPLIT, LayerKind, ModelSpec, Tensor
 from solver.inputs.profile import Profile
-from solver.inputs.quant import as_format
+from solver.inputs.quant import WeightFormat, as_format
 from solver.inputs.workload import Workload
 from solver.units import GIB
 
@@ -46,12 +46,28 @@ def params_per_rank(model: ModelSpec, t: Tensor, tp: int) -> float:
     return float(t.params)
 
 
+def expert_params_per_rank(model: ModelSpec, tp: int, fmt: WeightFormat) -> float:
+    """Routed-expert parameters on one rank: E x mats x h x f/t, with h and f/t rounded up
+    to the scheme's load-time padding (``Scheme.pad_hidden`` / ``pad_expert_ffn``)."""
+    s, mats = fmt.scheme, (3 if model.gated_mlp else 2)
+    if not (s.pad_hidden or s.pad_expert_ffn) or "experts" not in fmt.quantized:
+        return model.num_experts * model.mlp_params_per_expert() / tp
+    h = _round_up(model.hidden_size, s.pad_hidden)
+    f = _round_up(math.ceil(model.ffn_size / tp), s.pad_expert_ffn)
+    return float(model.num_experts * mats * h * f)
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return math.ceil(x / multiple) * multiple if multiple else x
+
+
 def layer_weight_bytes(model: ModelSpec, tp: int, weight_bytes, kind: LayerKind | None = None) -> float:
     """One decoder layer of ``kind`` (default: the model's last layer) on one TP rank, each
     tensor group at its bytes per weight (``weight_bytes``: a WeightFormat, or one number
     for every group)."""
     fmt = as_format(weight_bytes)
-    return sum(params_per_rank(model, t, tp) * fmt.bytes_for(t.group) for t in model.layer_tensors(kind))
+    return sum((expert_params_per_rank(model, tp, fmt) if t.group == "experts" else params_per_rank(model, t, tp))
+               * fmt.bytes_for(t.group) for t in model.layer_tensors(kind))
 
 
 def layers_weight_bytes(model: ModelSpec, tp: int, weight_bytes, layers) -> float:

@@ -40,6 +40,10 @@ class Scheme:
     compute_dtype: str = "bf16"
     vllm_quantization: str = ""  # vLLM --quantization value ("" = none)
     source: str = ""
+    # Routed-expert tensors padded at load (0: none): hidden size to a multiple of
+    # ``pad_hidden``, the expert width per TP rank to a multiple of ``pad_expert_ffn``.
+    pad_hidden: int = 0
+    pad_expert_ffn: int = 0
 
     @property
     def bytes_per_weight(self) -> float:
@@ -71,8 +75,12 @@ SCHEMES = {s.name: s for s in (
            source="compressed-tensors pack_quantized W4A16: int4 weights, bf16 scale per 128"),
     # OCP MX v1.0: fp4 e2m1 elements, one e8m0 (1 byte) scale per block of 32. gpt-oss
     # quantizes only the MoE experts (vLLM Mxfp4Config applies to FusedMoE only).
+    # vLLM pads the experts for its Marlin MoE kernel (n % 256, k % 128): hidden to 256,
+    # the per-rank expert width to 128 (vllm/model_executor/layers/quantization/mxfp4.py,
+    # Mxfp4MoEMethod.create_weights); gpt-oss 2880 -> 3072 and 2880/t -> multiple of 128.
     Scheme("mxfp4", 4, group_size=32, scale_bytes=1.0, groups=frozenset({"experts"}), compute_dtype="fp4",
-           vllm_quantization="mxfp4", source="OCP Microscaling Formats (MX) v1.0: block 32, e8m0 scale"),
+           vllm_quantization="mxfp4", source="OCP Microscaling Formats (MX) v1.0: block 32, e8m0 scale",
+           pad_hidden=256, pad_expert_ffn=128),
     # NVFP4: fp4 e2m1, one fp8 e4m3 scale per 16, plus one fp32 global scale per tensor.
     Scheme("nvfp4", 4, group_size=16, scale_bytes=1.0, compute_dtype="fp4", vllm_quantization="modelopt_fp4",
            source="NVIDIA ModelOpt NVFP4: block 16, e4m3 scale, fp32 per-tensor scale"),
