@@ -32,6 +32,16 @@ GPUS: dict[str, dict] = {
         "hbm_gbps": (1555.0, "NVIDIA A100 40GB SXM datasheet, HBM2"),
         "compute_capability": (8.0, _CUDA_GPUS + ": A100 8.0"),
     },
+    "A100-PCIE-80GB": {
+        "aliases": ["A100-80GB-PCIe", "A100 80GB PCIe", "NVIDIA A100 80GB PCIe", "a100-pcie"],
+        "memory_gib": (80.0, "NVIDIA A100 datasheet: 80 GB HBM2e (capacity; nvidia-smi total not pinned here)"),
+        "interconnect": "pcie",
+        "intra_node_gbps": (31.5, "PCI-SIG: PCIe 4.0 x16 ~31.5 GB/s per direction (no NVLink bridge assumed)"),
+        "tflops": {"bf16": 312.0, "fp16": 312.0},
+        "tflops_ref": "NVIDIA A100 datasheet (dense, no sparsity; PCIe and SXM list the same peak)",
+        "hbm_gbps": (1935.0, "NVIDIA A100 80GB PCIe datasheet, HBM2e"),
+        "compute_capability": (8.0, _CUDA_GPUS + ": A100 8.0"),
+    },
     "H100-SXM-80GB": {
         "aliases": ["H100", "H100-80GB", "H100-SXM", "H100 80GB HBM3", "NVIDIA H100 80GB HBM3", "h100"],
         "memory_gib": (81559 / 1024, f"81559 MiB, {_NVSMI}"),

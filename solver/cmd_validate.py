@@ -10,7 +10,10 @@ from __future__ import annotations
 from solver.cli_common import collect_warnings, fraction, positive_float
 from solver.errors import InputError
 from solver.inputs.profile import load_profiles
+from solver.inputs.online_csv import is_online_csv, read_online
 from solver.inputs.validation_csv import read_measurements
+from solver.report.online_report import emit_online_report
+from solver.report.online_rows import predict_online_row
 from solver.report.validate_report import RowResult, emit_report
 from solver.report.validate_rows import assumed_inputs, fit_record, predict_row, role
 
@@ -54,6 +57,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if is_online_csv(args.csv):
+        return run_online(args)
     if args.assume_batch < 1:
         raise InputError("", "--assume-batch", f"must be >= 1, got {args.assume_batch}")
     if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
@@ -72,3 +77,14 @@ def run(args) -> int:
     emit_report(results, args.csv, args.json, args.plot, warns)
     return 0
 
+
+
+def run_online(args) -> int:
+    """Online measurements (a concurrency or request_rate column): simulate each row with the
+    online model (solver.cost.online) and compare every measured latency percentile."""
+    rows = read_online(args.csv)
+    profiles = load_profiles(args.profile)
+    with collect_warnings(args.strict) as warns:
+        results = [predict_online_row(row, profiles, args.csv) for row in rows]
+    emit_online_report(results, args.csv, args.json, warns)
+    return 0

@@ -65,6 +65,7 @@ class StepModel:
     runtime: str = "vllm"
     serving: ServingConfig | None = None
     budget_tokens: int = 0               # 0: server_token_budget
+    kv_tokens: int | None = None         # KV-cache tokens the engine logged; None: the memory model's
     _cache: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -87,6 +88,8 @@ class StepModel:
 
     def kv_capacity_tokens(self) -> int:
         """KV-cache tokens of the replica (smallest stage's blocks x block size)."""
+        if self.kv_tokens is not None:
+            return self.kv_tokens
         if "kv" not in self._cache:
             self._cache["kv"] = kv_capacity_tokens(self.stages, self.model, self._workload(1), self.cfg)
         return self._cache["kv"]
