@@ -53,7 +53,8 @@ def fraction(text: str) -> float:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
-                   help="preset name (llama3-8b, llama3-70b, llama3.1-405b, qwen2.5-72b, mixtral-8x7b, ...) "
+                   help="preset name (llama3-8b, llama3-70b, llama3.1-405b, qwen2.5-72b, mixtral-8x7b, deepseek-r1, "
+                        "qwen3-235b-a22b, gpt-oss-120b, ...) "
                         "or a path to a Hugging Face config.json")
 
 
@@ -66,6 +67,9 @@ def add_workload_args(p: argparse.ArgumentParser, batch_default: int = 1) -> Non
     g.add_argument("--dtype", default="auto", choices=("auto",) + WEIGHT_DTYPES,
                    help="weight scheme: auto = the checkpoint's (its quantization_config / hf_quant_config.json), "
                         "else bf16; fp8 on a 16-bit checkpoint is vLLM's on-the-fly fp8 (default auto)")
+    g.add_argument("--enable-expert-parallel", action="store_true",
+                   help="MoE models: vLLM expert parallelism (E/t whole experts per GPU, all-to-all "
+                        "dispatch and combine, timed from the profile's all_to_all fits)")
     g.add_argument("--kv-dtype", default="", choices=("",) + KV_DTYPES,
                    help="KV-cache dtype (default: the activation dtype, fp8 weights -> bf16)")
 
@@ -86,8 +90,11 @@ def workload_from(args, model=None) -> Workload:
         dtype = fmt.name if fmt is not None else "bf16"
     if fmt is not None and fmt.name != dtype:
         fmt = None
+    ep = bool(getattr(args, "enable_expert_parallel", False))
+    if ep and model is not None and not model.is_moe:
+        raise InputError("", "--enable-expert-parallel", f"{model.name} has no MoE layers")
     return Workload(batch=args.batch, prompt_len=args.prompt_len, output_len=args.output_len,
-                    dtype=dtype, kv_dtype=args.kv_dtype, fmt=fmt)
+                    dtype=dtype, kv_dtype=args.kv_dtype, fmt=fmt, expert_parallel=ep)
 
 
 @contextmanager

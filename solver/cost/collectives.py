@@ -33,6 +33,7 @@ _FACTOR_KINDS = {
     "broadcast": "one",
     "reduce": "one",
     "send_recv": "one",
+    "all_to_all": "ring",  # nccl-tests alltoall: busbw = algbw * (n-1)/n
 }
 
 

@@ -82,6 +82,21 @@ def tp_allgather_s(profile: Profile, tp: int, size_bytes: float) -> float:
     return collective_time_s(profile, "all_gather", tp, "intra_node", size_bytes)
 
 
+def ep_dispatch_bytes(tokens: int, top_k: int, hidden: int, act_bytes: float, ranks: int) -> float:
+    """Each rank's all-to-all buffer when ``ranks`` expert-parallel GPUs dispatch (or
+    combine) ``tokens`` tokens to their top-k experts: every rank sends its 1/ranks share of
+    the T*k hidden vectors, T*k*h*p/ranks bytes (DeepSeek-V3 report, section 3.2: dispatch
+    and combine are the two all-to-alls of an EP MoE layer)."""
+    return tokens * top_k * hidden * act_bytes / ranks
+
+
+def ep_alltoall_s(profile: Profile, ranks: int, size_bytes: float) -> float:
+    """One all-to-all among the ``ranks`` GPUs of an expert-parallel group (inside one node);
+    ``size_bytes`` is each rank's buffer (nccl-tests S: S/n to every peer). From the
+    profile's ``all_to_all`` fit, else its network defaults with a note."""
+    return collective_time_s(profile, "all_to_all", ranks, "intra_node", size_bytes)
+
+
 def p2p_s(profile: Profile, size_bytes: float, link_gbps: float | None, senders: int = 1) -> float:
     """A point-to-point transfer of ``size_bytes`` between two stages.
 

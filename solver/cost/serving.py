@@ -98,7 +98,8 @@ def kv_capacity_tokens(stages, model: ModelSpec, workload: Workload, cfg: Servin
     blocks = []
     for s in stages:
         budget = kv_budget_bytes(s.profile, model, s.tp, s.n_layers, s.first, s.last, workload, cfg)
-        per_block = KV_BLOCK_TOKENS * kv_bytes_per_token(model, s.tp, s.n_layers, workload.kv_bytes)
+        per_block = KV_BLOCK_TOKENS * kv_bytes_per_token(model, s.tp, s.n_layers, workload.kv_bytes,
+                                                          workload.context_len, s.first, s.last)
         blocks.append(max(0, math.floor(budget / per_block)))
     return min(blocks) * KV_BLOCK_TOKENS
 

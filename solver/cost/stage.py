@@ -58,6 +58,11 @@ def tp_comm_s(stage: Stage, model: ModelSpec, workload: Workload, tokens: int, r
     p, prof, t = workload.act_bytes, stage.profile, stage.tp
     ar = comm.tp_allreduce_s(prof, t, tokens * model.hidden_size * p)
     total = 2 * stage.n_layers * ar
+    if workload.expert_parallel:  # MoE layers: dispatch + combine all-to-alls replace one all-reduce
+        moe = sum(k.moe for k in model.stage_layers(stage.n_layers, stage.first, stage.last))
+        a2a = comm.ep_alltoall_s(prof, t, comm.ep_dispatch_bytes(tokens, model.experts_per_token,
+                                                                  model.hidden_size, p, t))
+        total += moe * (2 * a2a - ar)
     if stage.first:
         total += ar  # vocab-parallel embedding output
     else:

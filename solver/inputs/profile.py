@@ -21,6 +21,9 @@ SCHEMA_VERSION = 1
 SOURCES = ("measured", "published", "synthetic", "default")
 SCOPES = ("intra_node", "inter_node")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send_recv")
+# A profile may also carry all_to_all fits (nccl-tests alltoall_perf; MoE expert parallelism
+# dispatch/combine); COLLECTIVES is what calibrate sweeps.
+PROFILE_COLLECTIVES = COLLECTIVES + ("all_to_all",)
 CURVE_KINDS = ("constant", "saturating", "table")
 ACTIVATION_MODELS = ("tokens_linear_v1",)
 # Coefficients of the activation-peak model (design.md section 5):
@@ -269,7 +272,7 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
         lf = Fields(ln, where, f"{path}.lines[{i}]", ("alpha_us", "busbw_gbps"))
         lines.append((lf.get("alpha_us", float, min_value=0.0), lf.get("busbw_gbps", float, min_value=1e-6)))
     return CollectiveFit(
-        collective=f.get("collective", str, choices=COLLECTIVES),
+        collective=f.get("collective", str, choices=PROFILE_COLLECTIVES),
         ranks=f.get("ranks", int, min_value=2),
         scope=f.get("scope", str, choices=SCOPES),
         alpha_us=f.get("alpha_us", float, min_value=0.0),

@@ -22,6 +22,9 @@ class Workload:
     # The checkpoint's own format (its unquantized modules, group sizes), when the scheme
     # comes from a config; None: the scheme's defaults.
     fmt: WeightFormat | None = None
+    # vLLM --enable-expert-parallel: each MoE layer places E/t whole experts per rank of the
+    # TP group and exchanges tokens with two all-to-alls instead of one all-reduce.
+    expert_parallel: bool = False
 
     def __post_init__(self):
         for name in ("batch", "prompt_len"):

@@ -52,7 +52,7 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
     if weights > pool:
         return f"{model.name} needs {_gib(weights)} of weights; the pool has {_gib(pool)}"
     per_seq = math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
-    kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes)
+    kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes, workload.context_len)
     cfgs = {g.name: serving_config(g.profile) for g in table.groups}
     usable = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB * cfgs[g.name].gpu_memory_utilization
                  for g in table.groups)

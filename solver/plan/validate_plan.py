@@ -96,7 +96,8 @@ def served_stage_memory(st: Stage, model: ModelSpec, workload: Workload, cfg: Se
     prof = st.profile
     return StageMemory(
         weights=stage_weight_bytes(model, st.tp, st.n_layers, st.first, st.last, workload.weight_bytes),
-        kv_cache=kv_tokens * kv_bytes_per_token(model, st.tp, st.n_layers, workload.kv_bytes),
+        kv_cache=kv_tokens * kv_bytes_per_token(model, st.tp, st.n_layers, workload.kv_bytes,
+                                                workload.context_len, st.first, st.last),
         activation_peak=activation_peak_bytes(prof, model, st.tp, 1, cfg.batched_tokens(workload),
                                               workload.act_bytes, last=st.last),
         runtime_overhead=prof.runtime_overhead_gib.value * 2**30,

@@ -62,6 +62,8 @@ def _engine_flags(workload, serving) -> str:
     flags = [vllm_dtype_flags(workload)]
     if workload.kv_dtype == "fp8":
         flags.append("--kv-cache-dtype fp8")
+    if workload.expert_parallel:
+        flags.append("--enable-expert-parallel")
     flags.append(f"--max-model-len {workload.context_len}")
     if serving is not None:
         flags.append(f"--gpu-memory-utilization {serving.gpu_memory_utilization:g}")
