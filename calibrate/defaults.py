@@ -44,14 +44,19 @@ COMPUTE_DEFAULTS = {
 }
 
 
-def skeleton(gpu: str, command: str = "") -> dict:
-    """A complete, loadable profile for ``gpu`` from published numbers and defaults."""
+SYNTHETIC_SUMMARY = ("SYNTHETIC test profile: its measured sections hold CPU/gloo or fixture numbers, "
+                     "not GPU data; never plan with it")
+
+
+def skeleton(gpu: str, command: str = "", synthetic: bool = False) -> dict:
+    """A complete, loadable profile for ``gpu`` from published numbers and defaults;
+    ``synthetic`` marks it (``provenance.synthetic``) as the only kind that takes test numbers."""
     found = published.find(gpu)
     if found is None:
         names = ", ".join(published.GPUS)
         raise InputError("--gpu", gpu, f"no datasheet entry; known: {names}")
     name, spec = found
-    return {
+    out = {
         "schema_version": SCHEMA_VERSION,
         "gpu": published.gpu_block(name, spec),
         "provenance": {
@@ -64,3 +69,6 @@ def skeleton(gpu: str, command: str = "") -> dict:
         "memory": dict(MEMORY_DEFAULTS),
         "compute": dict(COMPUTE_DEFAULTS),
     }
+    if synthetic:
+        out["provenance"].update(synthetic=True, summary=SYNTHETIC_SUMMARY)
+    return out

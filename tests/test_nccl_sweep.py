@@ -59,7 +59,7 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     from calibrate.cli import main as calibrate
     for name in ("ok", "kill", "hang"):
-        assert calibrate(["init", "--gpu", "A100-80GB", "--out", str(tmp / f"{name}.json")]) == 0
+        assert calibrate(["init", "--gpu", "A100-80GB", "--synthetic", "--out", str(tmp / f"{name}.json")]) == 0
     before = (tmp / "kill.json").read_text()
     started = {"ok": _launch(tmp, "ok", [], None),
                "kill": _launch(tmp, "kill", [], "1:kill:3"),
@@ -83,6 +83,7 @@ def test_sweep_writes_raw_and_synthetic_profile(runs):
     (rc0, o0, e0), (rc1, _, e1) = out["ok"]
     assert rc0 == 0 and rc1 == 0, e0 + e1
     assert "[5/5] send_recv n=2 intra_node" in o0 and "gloo backend" in o0
+    assert "60/60" in o0  # progress bar: one step per (collective, ranks, size), 5 x 12
     import csv
     rows = list(csv.DictReader((tmp / "ok.csv").open()))
     assert len(rows) == 5 * 12  # 5 collectives x 1 KiB..2 MiB

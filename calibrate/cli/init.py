@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--gpu", required=True, help="GPU name or alias, e.g. A100-80GB, H100, L40S")
     p.add_argument("--out", required=True, help="profile path to write (refuses to overwrite without --force)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--synthetic", action="store_true",
+                   help="mark it a synthetic test profile (provenance.synthetic): the only kind that takes "
+                        "gloo/CPU test timings from scripts/profile_nccl.py")
     p.set_defaults(func=run)
 
 
@@ -24,7 +27,7 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise InputError(str(out), "", "exists; pass --force to overwrite")
-    data = skeleton(args.gpu, command=command_line())
+    data = skeleton(args.gpu, command=command_line(), synthetic=args.synthetic)
     write_profile(out, data)
-    print(f"wrote {out} ({data['gpu']['name']}, published + defaults)")
+    print(f"wrote {out} ({data['gpu']['name']}, published + defaults{', SYNTHETIC' if args.synthetic else ''})")
     return 0

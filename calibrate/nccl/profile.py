@@ -123,14 +123,19 @@ def provenance(points: list[RawPoint], command: str, raw_paths: list[str], summa
 
 
 def write_collectives(out: str | Path, entries: list[dict], prov: dict, *, gpu: str | None = None,
-                      command: str = "") -> dict:
+                      command: str = "", synthetic: bool = False) -> dict:
     """Merge ``entries`` into the profile at ``out`` (created from the datasheet skeleton for
-    ``gpu`` if missing); validated, then written atomically. Returns the written dict."""
+    ``gpu`` if missing); validated, then written atomically. Returns the written dict.
+    ``synthetic`` entries (gloo/CPU) only go into a profile marked synthetic (or a new one,
+    created so)."""
     base = read_profile_dict(out)
     if base is None:
         if not gpu:
             raise InputError(str(out), "", "profile does not exist; pass --gpu to start it from the datasheet")
-        base = skeleton(gpu, command=command)
+        base = skeleton(gpu, command=command, synthetic=synthetic)
+    elif synthetic and not base.get("provenance", {}).get("synthetic"):
+        raise InputError(str(out), "provenance.synthetic", "test (gloo/CPU) numbers only go into a profile "
+                                                           "created as synthetic (calibrate init --synthetic)")
     elif gpu and not published_match(base, gpu):
         raise InputError(str(out), "gpu.name", f"profile is for {base['gpu']['name']!r}, not --gpu {gpu!r}")
     prov = _accumulate(base, prov)

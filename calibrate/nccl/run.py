@@ -1,12 +1,19 @@
 """``torchrun ... scripts/profile_nccl.py``: sweep collectives on this cluster, keep the raw
 points, fit, and merge the fits into a profile.
 
-Every rank runs this; rank 0 prints progress, writes the raw CSV after every point (so a
-failed run keeps what it measured) and, only if every point finished, fits and writes the
-profile atomically. A rank that fails, or a collective that waits longer than ``--timeout``
+Before anything is measured every input is checked (numbers on every rank; torch, the
+backend and CUDA on every rank; the output profile, the GPU name and the raw path on rank 0,
+whose verdict every rank then follows): a bad one is one line and exit 2, not a failure
+after a long sweep. Every rank runs the sweep; rank 0 shows a progress bar per (collective,
+ranks, size) with an ETA on stderr, writes the raw CSV after every point (so a failed run
+keeps what it measured) and, only if every point finished, fits and writes the profile
+atomically. A rank that fails, or a collective that waits longer than ``--timeout``
 seconds, ends the run with one clear line and no profile. The NCCL backend measures
-(``source: measured``); gloo on CPU is accepted for testing only and its numbers are
-written as ``synthetic``, never ``measured``.
+(``source: measured``); gloo on CPU is for tests only: its numbers are ``synthetic`` and
+go only into a profile created as synthetic (``calibrate init --synthetic``, or a new
+``--out``). At world size 1 each collective runs on a one-rank group: the CUDA/NCCL path end
+to end (``scripts/gpu_check.sh``); the raw points are kept, nothing is fitted (a fit needs
+>= 2 ranks) and the profile is not touched.
 """
 
 from __future__ import annotations
@@ -42,6 +49,28 @@ def _per_doubling(text: str) -> int:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    if not text.strip().lstrip("+").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.strip().lstrip("+").isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
 def _collectives(text: str) -> list[str]:
     names = [c.strip() for c in text.split(",") if c.strip()]
     bad = [c for c in names if c not in COLLECTIVES]
@@ -51,7 +80,8 @@ def _collectives(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from solver.clikit import OneLineParser
+    p = OneLineParser(
         prog="profile_nccl.py",
         description="Run under torchrun. Sweeps collectives over powers-of-two sizes (bytes, nccl-tests "
                     "S) for every TP group size inside a node (2, 4, 8) and across nodes; times each point "
@@ -59,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "alpha (us) and busbw (GB/s = 1e9 B/s per direction) into the profile.")
     p.add_argument("--out", required=True, help="profile JSON to create or merge into (other sections kept)")
     p.add_argument("--gpu", help="profile GPU name when --out does not exist yet (default: the CUDA device name)")
-    p.add_argument("--raw-out", help="raw CSV (default: <profile folder>/raw/nccl_<gpu>_<N>gpu_<time>.csv)")
+    p.add_argument("--raw-out", help="raw CSV, refused if it exists unless --force "
+                                     "(default: <profile folder>/raw/nccl_<gpu>_<N>gpu_<time>.csv)")
+    p.add_argument("--force", action="store_true", help="replace an existing --raw-out")
     p.add_argument("--collectives", type=_collectives, default=list(COLLECTIVES),
                    help=f"comma-separated (default: {','.join(COLLECTIVES)})")
     p.add_argument("--min-bytes", type=_size, default=1024, help="smallest size, e.g. 1K (default 1K)")
@@ -67,24 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes-per-doubling", type=_per_doubling, default=1,
                    help="sizes per factor of two (default 1: powers of two); 2-4 resolve NCCL's protocol "
                         "switches so held-out sizes are predicted well")
-    p.add_argument("--iters", type=int, default=20, help="timed iterations per point (default 20)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up iterations per point (default 5)")
+    p.add_argument("--iters", type=_positive_int, default=20, help="timed iterations per point (default 20)")
+    p.add_argument("--warmup", type=_count, default=5, help="untimed warm-up iterations per point (default 5)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), default="bf16", help="element type (default bf16)")
-    p.add_argument("--timeout", type=float, default=300.0,
+    p.add_argument("--timeout", type=_positive_float, default=300.0,
                    help="seconds a collective may wait for the other ranks before the run fails (default 300)")
     p.add_argument("--backend", choices=("auto", "nccl", "gloo"), default="auto",
                    help="auto: nccl with CUDA, else gloo (gloo is for tests: written as synthetic)")
     p.add_argument("--init-method", default="env://", help="torch.distributed init (default env:// from torchrun)")
-    p.add_argument("--nominal-gbps", type=float, help="nominal link GB/s per direction for `efficiency`")
+    p.add_argument("--nominal-gbps", type=_positive_float, help="nominal link GB/s per direction for `efficiency`")
     return p
 
 
 def _env(name: str, default: int | None = None) -> int:
+    from solver.errors import InputError
     v = os.environ.get(name)
     if v is None:
         if default is None:
-            raise SystemExit(f"profile_nccl.py: {name} is not set: run under torchrun")
+            raise InputError("", name, "is not set: run under torchrun")
         return default
+    if not v.isdigit():
+        raise InputError("", name, f"must be a whole number, got {v!r}")
     return int(v)
 
 
@@ -118,14 +153,88 @@ def _fail(rank: int, what: str, err: BaseException | str, raw: str | None, npts:
     os._exit(1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch
-    import torch.distributed as dist
+def _error(e) -> int:
+    print(f"profile_nccl.py: error: {e.line()}", file=sys.stderr, flush=True)
+    return 2
 
-    rank, world = _env("RANK"), _env("WORLD_SIZE")
-    local_rank, local_world = _env("LOCAL_RANK", rank), _env("LOCAL_WORLD_SIZE", world)
-    backend = args.backend if args.backend != "auto" else ("nccl" if torch.cuda.is_available() else "gloo")
+
+def check_args(args) -> None:
+    """Checks on the flags alone (every rank, before torch)."""
+    from solver.errors import InputError
+    if args.min_bytes < 1 or args.min_bytes > args.max_bytes:
+        raise InputError("", "--min-bytes", f"must be >= 1 B and <= --max-bytes ({args.max_bytes} B), "
+                                            f"got {args.min_bytes} B")
+
+
+def pick_backend(args, torch) -> str:
+    """The backend this rank will use; nccl without CUDA is one line, not a traceback."""
+    from solver.errors import InputError
+    cuda = torch.cuda.is_available()
+    if args.backend == "nccl" and not cuda:
+        raise InputError("", "--backend", "nccl needs a CUDA GPU and this machine has none "
+                                          "(torch.cuda.is_available() is False); --backend gloo is for tests")
+    return args.backend if args.backend != "auto" else ("nccl" if cuda else "gloo")
+
+
+def preflight(args, backend: str, gpu: str, world: int) -> tuple[str, dict | None]:
+    """Rank 0, before the sweep: the output profile, the GPU name and the raw path are all
+    usable. Returns (raw path, the profile as it is now or None)."""
+    from calibrate import published
+    from calibrate.nccl.profile import published_match
+    from calibrate.profile_io import check_writable_path, read_profile_dict
+    from calibrate.raw_store import refuse_existing
+    from solver.errors import InputError
+    from solver.inputs.profile import parse_profile
+
+    base = read_profile_dict(args.out)
+    if base is not None:
+        parse_profile(base, args.out)  # loadable now, so the merge later can only add fits
+    synthetic = bool((base or {}).get("provenance", {}).get("synthetic"))
+    if backend == "gloo":
+        if base is not None and not synthetic:
+            raise InputError(args.out, "provenance.synthetic",
+                             "gloo timings are CPU test numbers: they only go into a profile created as "
+                             "synthetic (calibrate init --synthetic, or a new --out)")
+        if base is None and not args.gpu:
+            raise InputError(args.out, "--gpu", "does not exist; pass --gpu to create it (as a synthetic profile)")
+    elif world > 1:
+        if synthetic:
+            raise InputError(args.out, "provenance.synthetic", "is a synthetic test profile; write GPU "
+                                                               "measurements into a real one")
+        name = args.gpu or gpu
+        if base is None and published.find(name) is None:
+            raise InputError(args.out, "--gpu", f"does not exist and {name!r} has no datasheet entry to start it "
+                                                f"from; pass --gpu with one of {', '.join(published.GPUS)}")
+        if base is not None and not published_match(base, name):
+            raise InputError(args.out, "gpu.name", f"profile is for {base['gpu']['name']!r}, "
+                                                   f"this run measures {name!r}")
+    if args.raw_out:
+        refuse_existing(args.raw_out, args.force)
+        raw_out = args.raw_out
+    else:
+        slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        raw_out = str(Path(args.out).parent / "raw" / f"nccl_{slug}_{world}gpu_{stamp}.csv")
+        refuse_existing(raw_out, False)
+    check_writable_path(raw_out)
+    return raw_out, base
+
+
+def main(argv: list[str] | None = None) -> int:
+    from solver.errors import InputError
+    try:
+        args = build_parser().parse_args(argv)
+        check_args(args)
+        try:
+            import torch
+            import torch.distributed as dist
+        except ImportError:
+            raise InputError("", "torch", "scripts/profile_nccl.py needs torch: pip install '.[calibrate]'") from None
+        rank, world = _env("RANK"), _env("WORLD_SIZE")
+        local_rank, local_world = _env("LOCAL_RANK", rank), _env("LOCAL_WORLD_SIZE", world)
+        backend = pick_backend(args, torch)
+    except InputError as e:
+        return _error(e)
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
@@ -133,8 +242,23 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device("cpu")
     dist.init_process_group(backend, init_method=args.init_method, rank=rank, world_size=world,
                             timeout=_dt.timedelta(seconds=args.timeout))
-    from calibrate.nccl.sweep import Runner, plan_groups, sizes_geometric
+    gpu = torch.cuda.get_device_name(device) if backend == "nccl" else "cpu (gloo test backend)"
+    verdict: list = [None]
+    if rank == 0:
+        try:
+            verdict = [preflight(args, backend, gpu, world)]
+        except InputError as e:
+            verdict = [e.line()]
+    dist.broadcast_object_list(verdict, src=0)
+    if isinstance(verdict[0], str):
+        if rank == 0:
+            print(f"profile_nccl.py: error: {verdict[0]}; nothing measured", file=sys.stderr, flush=True)
+        dist.destroy_process_group()
+        return 2
+    raw_out = verdict[0][0] if rank == 0 else None
+
     from calibrate.nccl.raw import RawPoint, write_raw
+    from calibrate.nccl.sweep import Runner, plan_groups, sizes_geometric
 
     specs = plan_groups(args.collectives, world, local_world)
     timeout = _dt.timedelta(seconds=args.timeout)
@@ -142,20 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     groups = [dist.new_group(list(s.ranks), timeout=timeout) for s in specs]
     hosts = [None] * world
     dist.all_gather_object(hosts, socket.gethostname())
-    gpu = torch.cuda.get_device_name(device) if backend == "nccl" else "cpu (gloo test backend)"
     synthetic = backend == "gloo"
     prov = dict(gpu=gpu, hosts=" ".join(sorted(set(hosts))), driver=_driver() if backend == "nccl" else "",
                 cuda=torch.version.cuda or "", torch=torch.__version__,
                 nccl=".".join(map(str, torch.cuda.nccl.version())) if backend == "nccl" else "")
     runtime = (f"torch {torch.__version__} eager, nccl {prov['nccl']}" if backend == "nccl"
                else f"torch {torch.__version__} gloo on CPU (test only, not GPU data)")
-    raw_out = None
-    if rank == 0:
-        slug = re.sub(r"[^a-z0-9]+", "_", gpu.lower()).strip("_")
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        raw_out = args.raw_out or str(Path(args.out).parent / "raw" / f"nccl_{slug}_{world}gpu_{stamp}.csv")
-        if synthetic:
-            print("profile_nccl.py: gloo backend: CPU test numbers, written as source 'synthetic'", flush=True)
+    if rank == 0 and synthetic:
+        print("profile_nccl.py: gloo backend: CPU test numbers, written as source 'synthetic'", flush=True)
     runner = Runner(torch, dist, device, args.dtype)
     sizes = sizes_geometric(args.min_bytes, args.max_bytes, args.sizes_per_doubling)
     points: list[RawPoint] = []
@@ -167,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 if time.monotonic() - last[0] > 1.5 * args.timeout + 10:
                     _fail(rank, "the sweep", "timed out: no progress", raw_out, len(points))
         threading.Thread(target=watch, daemon=True).start()
+    bar = _progress(rank, sum(len(sizes) for s in specs if rank in s.ranks))
     done = 0
     for i, (spec, pg) in enumerate(zip(specs, groups), start=1):
         if rank not in spec.ranks:
@@ -174,15 +293,18 @@ def main(argv: list[str] | None = None) -> int:
         t_start = time.monotonic()
         for size in sizes:
             what = f"{spec.collective} n={spec.n} {spec.scope} at {fmt_bytes(size)}"
+            bar.set_description_str(what)
             try:
                 _fault(rank, done)
                 fn = runner.op(spec, pg, size, rank)
                 if fn is None:
+                    bar.update()
                     continue
                 med, lo, hi = runner.time_point(fn, pg, args.iters, args.warmup)
             except Exception as e:  # noqa: BLE001 -- any failure ends the run cleanly
                 _fail(rank, what, e, raw_out, len(points))
             done += 1
+            bar.update()
             last[0] = time.monotonic()
             if rank == 0:
                 points.append(RawPoint(
@@ -195,22 +317,51 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             top = points[-1] if points else None
             bw = f", busbw at {fmt_bytes(top.size_bytes)} {top.busbw_gbps:.1f} GB/s" if top else ""
-            print(f"[{i}/{len(specs)}] {spec.collective} n={spec.n} {spec.scope}: {len(sizes)} sizes "
-                  f"{fmt_bytes(sizes[0])}..{fmt_bytes(sizes[-1])}{bw} ({time.monotonic() - t_start:.1f} s)",
-                  flush=True)
+            bar.write(f"[{i}/{len(specs)}] {spec.collective} n={spec.n} {spec.scope}: {len(sizes)} sizes "
+                      f"{fmt_bytes(sizes[0])}..{fmt_bytes(sizes[-1])}{bw} ({time.monotonic() - t_start:.1f} s)",
+                      file=sys.stdout)
+            sys.stdout.flush()
+    bar.close()
     try:
         dist.barrier()
     except Exception as e:  # noqa: BLE001
         _fail(rank, "the final barrier", e, raw_out, len(points))
     rc = 0
     if rank == 0:
-        rc = _write_profile(args, points, raw_out, gpu)
+        rc = _write_profile(args, points, raw_out, gpu) if world > 1 else _check_only(points, raw_out)
     dist.destroy_process_group()
     return rc
 
 
+class _NoBar:
+    def set_description_str(self, _): pass
+    def update(self, n: int = 1): pass
+    def close(self): pass
+    def write(self, text: str, file=None): print(text, file=file, flush=True)
+
+
+def _progress(rank: int, total: int):
+    """tqdm bar on stderr (rank 0): one step per (collective, ranks, size), with ETA."""
+    if rank != 0:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="pt", file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+
+
+def _check_only(points, raw_out: str) -> int:
+    """World size 1: the collectives ran on one-rank groups (local copies through NCCL): the
+    path works; there is nothing to fit."""
+    print(f"world size 1: {len(points)} one-rank points in {raw_out} (the code path end to end; a fit "
+          "needs >= 2 ranks, profile not touched)", flush=True)
+    return 0
+
+
 def _write_profile(args, points, raw_out: str, gpu: str) -> int:
-    from calibrate.nccl.profile import entry, fit_points, nominal_gbps, provenance, write_collectives
+    from calibrate.nccl.profile import entry, fit_points, flagged_lines, nominal_gbps, provenance, write_collectives
+    from calibrate.nccl.raw import write_raw
     from calibrate.profile_io import read_profile_dict
     from solver.errors import InputError
 
@@ -218,14 +369,20 @@ def _write_profile(args, points, raw_out: str, gpu: str) -> int:
     try:
         base = read_profile_dict(args.out)
         entries = []
-        for fit, pts in fit_points(points, raw_out):
+        fits = fit_points(points, raw_out)
+        if any(p.flag for p in points):  # the same run's file, now with the outlier flags
+            write_raw(raw_out, points)
+            for line in flagged_lines(points, raw_out):
+                print(line, flush=True)
+        for fit, pts in fits:
             gloo = pts[0].backend == "gloo"
             nom = None if gloo else nominal_gbps(fit.scope, base, args.gpu or gpu, args.nominal_gbps)[0]
             note = "gloo on CPU: test numbers, not GPU data" if gloo else ""
             entries.append(entry(fit, pts, ref=pts[0].ref + f"; raw {raw_out}", nominal=nom, note=note))
         prov = provenance(points, command, [raw_out], f"scripts/profile_nccl.py sweep, {len(points)} points")
-        write_collectives(args.out, entries, prov, gpu=args.gpu or (None if points[0].backend == "gloo" else gpu),
-                          command=command)
+        gloo = points[0].backend == "gloo"
+        write_collectives(args.out, entries, prov, gpu=args.gpu or (None if gloo else gpu), command=command,
+                          synthetic=gloo)
     except InputError as e:
         print(f"profile_nccl.py: error: {e.line()}; no profile written; raw points kept in {raw_out}",
               file=sys.stderr, flush=True)

@@ -39,12 +39,15 @@ class GroupSpec:
 def plan_groups(collectives: list[str], world: int, local_world: int) -> list[GroupSpec]:
     """Groups TP can use inside a node (2, 4, 8, ... <= GPUs per node, on node 0) and, with
     several nodes, the whole world across nodes; send_recv between ranks 0-1 (intra) and
-    rank 0 - first rank of node 1 (inter).
+    rank 0 - first rank of node 1 (inter). World size 1: a one-rank group per collective
+    but send_recv (a check of the code path; nothing to fit).
 
     >>> [(g.collective, g.ranks, g.scope) for g in plan_groups(["all_reduce", "send_recv"], 4, 2)]
     [('all_reduce', (0, 1), 'intra_node'), ('all_reduce', (0, 1, 2, 3), 'inter_node'), ('send_recv', (0, 1), 'intra_node'), ('send_recv', (0, 2), 'inter_node')]
     """
     nnodes = world // local_world
+    if world == 1:  # one GPU: one-rank groups run the code path (no send_recv, no fit)
+        return [GroupSpec(c, (0,), "intra_node") for c in collectives if c != "send_recv"]
     sizes, g = [], 2
     while g <= local_world:
         sizes.append(g)

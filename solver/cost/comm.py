@@ -38,6 +38,9 @@ def collective_time_s(profile: Profile, collective: str, ranks: int, scope: str,
         return 0.0
     fit = _exact_fit(profile, collective, ranks, scope)
     if fit is not None:
+        if fit.source == "synthetic":
+            note(f"{profile.path}: {collective} {fit.ranks}-rank {scope} fit is synthetic (test numbers, "
+                 "not a GPU measurement)")
         t_us = collective_time_us(fit, size_bytes)
         if not in_fitted_range(fit, size_bytes):
             lo, hi = fit.range_bytes
