@@ -14,7 +14,7 @@ from solver.inputs.cluster import load_cluster
 from solver.inputs.model import load_model
 from solver.inputs.profile import load_profiles
 from solver.inputs.workload import Workload
-from solver.plan import shapes
+from solver.plan import split
 from solver.plan.planner import plan
 from solver.plan.result import PlacedReplica, PlacedStage, Plan
 from solver.plan.validate_plan import check_plan
@@ -86,7 +86,7 @@ def test_status_names_heuristic_splits(monkeypatch):
     assert status_text("optimal", 0) == "optimal"
     assert status_text("optimal", 3) == "optimal over searched layouts (splits heuristic for 3 layouts)"
     assert status_text("feasible", 0) == "feasible (not proven optimal: see gap)"
-    monkeypatch.setattr(shapes, "MAX_GRID_POINTS", 0)  # every split from the proportional start
+    monkeypatch.setattr(split, "MAX_GRID_POINTS", 0)  # every split from the proportional start
     r = plan(TINY, WORKLOAD, pool(("b", 1, "BIG", 2, 25.0, 1.0)), [syn_profile("BIG")], max_blocks=1)
     assert r.heuristic_splits == r.columns > 0
     assert "bounds: at most 1 blocks" in r.search_space

@@ -154,3 +154,32 @@ def test_verdict_and_per_dollar_baselines_in_the_payload(good):
         warnings.simplefilter("ignore")
         r = plan(TINY, WORKLOAD, CLUSTER, PROFILES)
     assert r.validator == "ok"
+
+
+def test_issue_example_l40s_v100_mixed_tp_is_not_launchable():
+    """3 x 2 L40S + 1 x 4 V100, llama3-70b fp16, batch 32, 2048/512. The 1,074 tokens/s layout
+    of the issue (V100 TP4 -> 3 x L40S TP2, layers 26/18/18/18) mixes TP sizes: the validator
+    refuses it. The planner's answer equals its answer over every launchable layout of the
+    pool (4 blocks, any depth: no bound cuts anything on 10 GPUs)."""
+    from pathlib import Path
+    from solver.inputs.cluster import parse_cluster
+    from solver.inputs.model import load_model
+    from solver.inputs.profile import load_profiles
+    from solver.inputs.workload import Workload
+    root = Path(__file__).resolve().parents[1]
+    cluster = parse_cluster({"name": "ex", "node_groups": [
+        {"name": "l40s", "count": 3, "gpu": "L40S", "gpus_per_node": 2, "interconnect": "pcie", "nic_gbits": 100},
+        {"name": "v100", "count": 1, "gpu": "V100", "gpus_per_node": 4, "interconnect": "nvlink", "nic_gbits": 100}]},
+        "ex.yaml")
+    model, profiles = load_model("llama3-70b"), load_profiles([str(root / "profiles")])
+    wl = Workload(batch=32, prompt_len=2048, output_len=512, dtype="fp16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        issue = Plan((PlacedReplica((PlacedStage("v100", 0, "V100", 4, 0, 26),) + tuple(
+            PlacedStage("l40s", i, "L40S", 2, 26 + 18 * i, 18) for i in range(3)), 0.0, 0.0, ""),))
+        assert any("stages use TP 2 and 4" in p for p in check_plan(issue, model, wl, cluster, profiles))
+        default = plan(model, wl, cluster, profiles)
+        full = plan(model, wl, cluster, profiles, max_blocks=4, extra_stages=None)
+    assert "bounds: at most 4 blocks" not in full.search_space or "deeper" not in full.search_space
+    assert default.plan.throughput_tok_s == pytest.approx(full.plan.throughput_tok_s, rel=1e-9)
+    assert default.validator == "ok"

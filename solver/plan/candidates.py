@@ -11,8 +11,9 @@ A *stage kind* is (node group, TP degree t, position) with position one of ``onl
   gpu_memory_utilization x capacity; the group profile's ``serving`` settings). A larger
   batch runs in waves, as ``estimate_pipeline`` times it. Kinds that cannot hold one layer
   are pruned;
-- per pipeline depth m (micro-batch ceil(B/m)): arrays over n = 0..L of the prefill time of
-  one micro-batch and of one decode step (``stage_time``), seconds.
+- per batch size b: arrays over n = 0..L of the prefill time of b prompts and of one decode
+  step of b sequences (``stage_time``), seconds; and per serving head, the KV blocks a
+  stage of n layers leaves (``serving.kv_capacity_tokens``).
 Interchangeable GPUs are merged: a stage is "t GPUs of a node of group g", never GPU ids.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solver.cost import comm
-from solver.cost.serving import concurrency, serving_config
+from solver.cost.serving import KV_BLOCK_TOKENS, concurrency, kv_capacity_tokens, serving_config
 from solver.cost.stage import Stage, activation_bytes, stage_time
 from solver.cost.warn import note
 from solver.inputs.cluster import Cluster, NodeGroup
@@ -98,7 +99,7 @@ class StageKindTable:
     tp: int
     position: str
     cap_layers: int
-    # depth m -> (prefill_s[n], decode_s[n]) for n = 0..L (index 0 unused, inf)
+    # batch -> (prefill_s[n], decode_s[n]) for n = 0..L (index 0 unused, inf)
     times: dict = field(default_factory=dict)
 
 
@@ -118,6 +119,8 @@ class CostTable:
                         self.kinds[(g.index, t, pos)] = StageKindTable(g.index, t, pos, cap)
         self._links: dict = {}
         self._batch_caps: dict = {}
+        self._kv: dict = {}
+        self.memo: dict = {}  # derived arrays of the split search (solver.plan.split), by their inputs
 
     def _stage(self, profile: Profile, tp: int, n: int, pos: str) -> Stage:
         first, last = _FLAGS[pos]
@@ -156,18 +159,15 @@ class CostTable:
     def kind(self, group: int, tp: int, pos: str) -> StageKindTable | None:
         return self.kinds.get((group, tp, pos))
 
-    def micro_batch(self, depth: int) -> int:
-        return math.ceil(self.workload.batch / depth)
-
-    def times(self, group: int, tp: int, pos: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
-        """(prefill_s[n], decode_s[n]) of one micro-batch at pipeline depth ``depth``; inf
-        beyond the memory cap. Computed with ``stage_time``; when the time is affine in n
-        (checked at three points) the rest is filled by the same line, else every n is
-        evaluated."""
+    def times(self, group: int, tp: int, pos: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(prefill_s[n], decode_s[n]) of ``batch`` sequences (one prefill pass of their
+        prompts, one decode step) on a stage of n layers; inf beyond the memory cap.
+        Computed with ``stage_time``; when the time is affine in n (checked at three points)
+        the rest is filled by the same line, else every n is evaluated."""
         k = self.kinds[(group, tp, pos)]
-        if depth in k.times:
-            return k.times[depth]
-        prof, mb, L = self.groups[group].profile, self.micro_batch(depth), self.num_layers
+        if batch in k.times:
+            return k.times[batch]
+        prof, mb, L = self.groups[group].profile, batch, self.num_layers
         pre, dec = np.full(L + 1, np.inf), np.full(L + 1, np.inf)
 
         def at(n: int):
@@ -184,24 +184,37 @@ class CostTable:
         else:
             for n in range(1, k.cap_layers + 1):
                 pre[n], dec[n] = pts[n] if n in pts else at(n)
-        k.times[depth] = (pre, dec)
+        k.times[batch] = (pre, dec)
         return pre, dec
 
-    def link_times(self, sender: int, receiver: int | None, same_node: bool, depth: int,
+    def link_times(self, sender: int, receiver: int, same_node: bool, batch: int,
                    sender_tp: int = 1) -> tuple[float, float]:
-        """(prefill_s, decode_s) of one micro-batch's activations from a stage of group
-        ``sender`` (TP ``sender_tp``: one chunk per rank) to the next stage; ``same_node``:
-        inside one node (no NIC)."""
-        key = (sender, receiver, same_node, depth, sender_tp)
+        """(prefill_s, decode_s): ``batch`` sequences' activations (their prompts; one token
+        each) from a stage of group ``sender`` (TP ``sender_tp``: one chunk per rank) to the
+        next stage; ``same_node``: inside one node (no NIC)."""
+        key = (sender, receiver, same_node, batch, sender_tp)
         if key not in self._links:
             a, b = self.groups[sender], self.groups[receiver]
             gbps = None if same_node else self.cluster.link_gbps(a.spec, b.spec)
-            mb = self.micro_batch(depth)
-            pre = activation_bytes(self.model, mb * self.workload.prompt_len, self.workload, self.runtime)
-            dec = activation_bytes(self.model, mb, self.workload, self.runtime)
+            pre = activation_bytes(self.model, batch * self.workload.prompt_len, self.workload, self.runtime)
+            dec = activation_bytes(self.model, batch, self.workload, self.runtime)
             self._links[key] = (comm.p2p_s(a.profile, pre, gbps, senders=sender_tp),
                                 comm.p2p_s(a.profile, dec, gbps, senders=sender_tp))
         return self._links[key]
+
+    def kv_blocks(self, group: int, tp: int, pos: str, head: int) -> np.ndarray:
+        """KV blocks the engine finds on one GPU of a stage of n layers (index n = 0..L),
+        under the serving settings of group ``head``'s profile (the engine is one process:
+        its first stage's settings), by ``serving.kv_capacity_tokens``."""
+        key = (group, tp, pos, head)
+        if key not in self._kv:
+            prof, cfg = self.groups[group].profile, serving_config(self.groups[head].profile)
+            out = np.zeros(self.num_layers + 1, dtype=np.int64)
+            for n in range(1, self.num_layers + 1):
+                stage = self._stage(prof, tp, n, pos)
+                out[n] = kv_capacity_tokens([stage], self.model, self.workload, cfg) // KV_BLOCK_TOKENS
+            self._kv[key] = out
+        return self._kv[key]
 
 
 def _affine(pts: dict, ns: list[int]) -> bool:

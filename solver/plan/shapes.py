@@ -6,21 +6,10 @@ A *shape* is a replica's pipeline without node ids: one TP degree and a sequence
 block holds the first stage, the last block the last stage. A shape's resource use is its
 list of chunks (group, GPUs). ``solver.plan.space`` enumerates the shapes.
 
-Best split. The stand-in for ``estimate_pipeline`` (docs/metrics.md, "planner objective"):
-with m stages, per-micro-batch stage times p_k(n_k), d_k(n_k) from the cost table and
-constant link times lp_l, ld_l,
-
-    E(n) = sum_k p_k + sum_l lp_l + (m-1) max(max_k p_k, max_l lp_l)
-           + O * max(m * max(max_k d_k, max_l ld_l), sum_k d_k + sum_l ld_l)
-
-depends on the stage times only through their max and sum, so stages of the same kind
-(group, t, position) are interchangeable: they form a *segment* whose layers are spread as
-evenly as possible (optimal when the time is convex in n; the cost table checks it is
-affine). The split is found by enumerating every vector of segment totals, which is exact
-for the stand-in (grids above ``MAX_GRID_POINTS`` start from a memory-proportional split
-instead). ``polish`` then hill-climbs on ``estimate_pipeline`` itself, whose serving model
-(waves, prefill steps, engine overhead) the stand-in does not copy, and the shape's value
-is ``estimate_pipeline`` on the final split.
+Best split: ``solver.plan.split`` (``estimate_pipeline``'s own elapsed time, vectorised over
+every split, KV-limited waves included); where its grid is too large, ``polish``
+hill-climbs on ``estimate_pipeline`` from a memory-proportional start (marked heuristic).
+The shape's value is ``estimate_pipeline`` on the final split.
 """
 
 from __future__ import annotations
@@ -28,14 +17,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import numpy as np
-
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.plan.candidates import CostTable
-
-# Largest grid of segment totals searched exactly (about 0.1 s of numpy).
-MAX_GRID_POINTS = 2_000_000
+from solver.plan.split import best_split, spread_layers
 
 
 @dataclass(frozen=True)
@@ -109,7 +94,7 @@ class ShapeValue:
     shape: Shape
     layers: tuple[int, ...]
     throughput_tok_s: float  # estimate_pipeline on this split: the reported number
-    standin_tok_s: float     # the stand-in formula above, for the same split
+    standin_tok_s: float     # solver.plan.split's value for the same split (equal when exact_split)
     bottleneck: str
     exact_split: bool = True  # False: grid too large, or polish moved the split (hill-climbing)
 
@@ -119,89 +104,6 @@ def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool, in
     st = shape.stages()
     ch = shape.chunk_of_stage([g.gpus_per_node for g in table.groups])
     return [(st[k][0], st[k + 1][0], ch[k] == ch[k + 1], st[k][1]) for k in range(len(st) - 1)]
-
-
-def _segment_arrays(pre: np.ndarray, dec: np.ndarray, count: int, L: int):
-    """For a segment of ``count`` stages sharing tables, arrays over its layer total N:
-    max and sum of prefill and decode times with the N layers spread evenly (inf where
-    infeasible)."""
-    out = [np.full(L + 1, np.inf) for _ in range(4)]
-    for total in range(count, L + 1):
-        q, r = divmod(total, count)
-        hi = pre[q + 1] if r else pre[q]
-        if not np.isfinite(hi) or q < 1:
-            continue
-        out[0][total] = hi
-        out[1][total] = r * pre[q + 1] + (count - r) * pre[q] if r else count * pre[q]
-        out[2][total] = dec[q + 1] if r else dec[q]
-        out[3][total] = r * dec[q + 1] + (count - r) * dec[q] if r else count * dec[q]
-    return out
-
-
-def best_split(table: CostTable, shape: Shape) -> tuple[tuple[int, ...], float] | None:
-    """Layers per stage minimising the stand-in elapsed time, and that time; None when the
-    shape cannot hold the model."""
-    L, m, O = table.num_layers, shape.depth, table.workload.output_len
-    stages = shape.stages()
-    keys = list(dict.fromkeys(stages))  # segments in first-seen order
-    counts = [stages.count(k) for k in keys]
-    segs = [_segment_arrays(*table.times(g, t, pos, m), c, L) for (g, t, pos), c in zip(keys, counts)]
-    links = [table.link_times(a, b, same, m, t) for a, b, same, t in shape_links(table, shape)]
-    lp = [x[0] for x in links] or [0.0]
-    ld = [x[1] for x in links] or [0.0]
-    ranges = [np.arange(c, min(L, c * table.kinds[k].cap_layers) + 1) for k, c in zip(keys, counts)]
-    if int(np.prod([len(r) for r in ranges[:-1]])) > MAX_GRID_POINTS:
-        return _proportional(table, stages, keys, counts), float("inf")
-    if len(keys) > 1:
-        grids = [gr.ravel() for gr in np.meshgrid(*ranges[:-1], indexing="ij")]
-    else:
-        grids = []
-    last = L - (sum(grids) if grids else np.zeros(1, dtype=int))
-    ok = (last >= ranges[-1][0]) & (last <= ranges[-1][-1])
-    if not np.any(ok):
-        return None
-    totals = [gr[ok] for gr in grids] + [last[ok]]
-    maxp = np.max([s[0][n] for s, n in zip(segs, totals)], axis=0)
-    sump = np.sum([s[1][n] for s, n in zip(segs, totals)], axis=0)
-    maxd = np.max([s[2][n] for s, n in zip(segs, totals)], axis=0)
-    sumd = np.sum([s[3][n] for s, n in zip(segs, totals)], axis=0)
-    elapsed = (sump + sum(lp) + (m - 1) * np.maximum(maxp, max(lp))
-               + O * np.maximum(m * np.maximum(maxd, max(ld)), sumd + sum(ld)))
-    i = int(np.argmin(elapsed))
-    if not np.isfinite(elapsed[i]):
-        return None
-    seg_total = {k: int(n[i]) for k, n in zip(keys, totals)}
-    return _spread_layers(stages, keys, counts, seg_total), float(elapsed[i])
-
-
-def _proportional(table: CostTable, stages, keys, counts) -> tuple[int, ...] | None:
-    """Fallback start when the grid is too large: layers in proportion to memory caps
-    (``polish`` then climbs from here; such splits are not proven best)."""
-    caps = [table.kinds[k].cap_layers * c for k, c in zip(keys, counts)]
-    L = table.num_layers
-    if sum(caps) < L:
-        return None
-    totals = [max(c, int(L * cap / sum(caps))) for c, cap in zip(counts, caps)]
-    i = 0
-    while sum(totals) != L:
-        j = i % len(keys)
-        step = 1 if sum(totals) < L else -1
-        if counts[j] <= totals[j] + step <= caps[j]:
-            totals[j] += step
-        i += 1
-    return _spread_layers(stages, keys, counts, dict(zip(keys, totals)))
-
-
-def _spread_layers(stages, keys, counts, seg_total) -> tuple[int, ...]:
-    """Per-stage layers: each segment's total spread evenly, the extra layers to its
-    earlier stages."""
-    seen = {k: 0 for k in keys}
-    out = []
-    for k in stages:
-        q, r = divmod(seg_total[k], counts[keys.index(k)])
-        out.append(q + (1 if seen[k] < r else 0))
-        seen[k] += 1
-    return tuple(out)
 
 
 def _estimate(table: CostTable, shape: Shape, layers: tuple[int, ...]):
@@ -231,7 +133,7 @@ def polish(table: CostTable, shape: Shape, layers: tuple[int, ...], est):
                 continue
             moved = dict(totals)
             moved[a], moved[b] = totals[a] - 1, totals[b] + 1
-            cand = _spread_layers(stages, keys, counts, moved)
+            cand = spread_layers(stages, keys, counts, moved)
             if not _fits(table, shape, cand):
                 continue
             e = _estimate(table, shape, cand)
@@ -244,19 +146,16 @@ def polish(table: CostTable, shape: Shape, layers: tuple[int, ...], est):
 
 
 def evaluate(table: CostTable, shape: Shape, polish_split: bool = True) -> ShapeValue | None:
-    """Best split of ``shape`` and its throughput from ``estimate_pipeline``."""
-    found = best_split(table, shape)
+    """Best split of ``shape`` (``solver.plan.split``) and its throughput from
+    ``estimate_pipeline``; a heuristic start (grid too large) is hill-climbed."""
+    found = best_split(table, shape.stages(), shape_links(table, shape))
     if found is None:
         return None
-    layers, elapsed_s = found
-    if layers is None:
-        return None
+    layers, elapsed_s, exact = found
     est = _estimate(table, shape, layers)
-    grid_layers = layers
-    if polish_split:
+    if not exact and polish_split:
         layers, est = polish(table, shape, layers, est)
     if est.throughput_tok_s <= 0:
         return None
     tokens = table.workload.batch * (table.workload.prompt_len + table.workload.output_len)
-    return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck,
-                      exact_split=elapsed_s != float("inf") and layers == grid_layers)
+    return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck, exact_split=exact)

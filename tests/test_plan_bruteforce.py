@@ -1,0 +1,54 @@
+"""Property: the planner's plan is never beaten by brute force (``solver.plan.exhaustive``,
+which shares nothing with the MILP's layouts) on random tiny pools x random workloads:
+KV-bound batches, long outputs, tiny batches, fp8, several GPU types, one to three node
+groups. Fixed seed. The 4-layer model keeps brute force cheap; HiGHS runs in-process."""
+
+import random
+import warnings
+
+import pytest
+
+from plan_helpers import TINY, pool, syn_profile
+from solver.errors import InfeasibleError
+from solver.inputs.workload import Workload
+from solver.plan.exhaustive import Exhaustive
+from solver.plan.planner import plan
+
+TYPES = [syn_profile("BIG", 80, 1000), syn_profile("MID", 3.0, 800, 600),
+         syn_profile("SMALL", 2.6, 500, 400), syn_profile("TINYG", 2.2, 300, 300)]
+CASES = 500
+REL = 1e-9
+
+
+def _case(rng: random.Random):
+    groups, total = [], 0
+    for j in range(rng.randint(1, 3)):
+        p, k = rng.choice(TYPES), rng.choice([1, 1, 2, 4])
+        c = min(rng.randint(1, 2), (6 - total) // k)
+        if c < 1:
+            break
+        total += c * k
+        groups.append((f"g{j}", c, p.gpu_name, k, rng.choice([0.01, 1.0, 25.0]), rng.choice([0.5, 1.0, 2.0])))
+    wl = Workload(batch=rng.choice([1, 2, 3, 8, 32, 100]), prompt_len=rng.choice([64, 512, 2048]),
+                  output_len=rng.choice([1, 16, 512, 2048]), dtype=rng.choice(["bf16", "bf16", "fp8"]),
+                  kv_dtype=rng.choice(["", "", "fp8"]))
+    return pool(*groups), wl
+
+
+def test_planner_never_loses_to_brute_force():
+    rng = random.Random(20261202)
+    worse, checked = [], 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(CASES):
+            cluster, wl = _case(rng)
+            ref = Exhaustive(TINY, wl, cluster, TYPES).best()[0]
+            try:
+                mine = plan(TINY, wl, cluster, TYPES, solver="highs").plan.throughput_tok_s
+            except InfeasibleError:
+                mine = 0.0
+            checked += 1
+            if mine < ref * (1 - REL):
+                worse.append((i, [g.name for g in cluster.node_groups], wl, mine, ref))
+    assert checked == CASES
+    assert worse == []
