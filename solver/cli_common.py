@@ -156,3 +156,39 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """vLLM engine settings (solver/cost/engine_settings.py); None: vLLM's default for the version."""
+    g = p.add_argument_group("serving engine (vLLM flags; default: the profile's serving section, else "
+                             "vLLM's own default for --vllm-version, the GPU and --entry-point)")
+    g.add_argument("--gpu-memory-utilization", type=fraction, default=None,
+                   help="fraction of GPU memory the engine may use; the KV cache gets what weights, non-torch "
+                        "memory and the profile run's activation peak leave (vLLM default 0.9)")
+    g.add_argument("--max-model-len", type=int, default=None,
+                   help="longest sequence the engine admits, tokens (default: prompt + output)")
+    g.add_argument("--max-num-batched-tokens", type=int, default=None,
+                   help="tokens per engine step and in the start-up profile run (vLLM default by version: "
+                        "V1 16384 offline / 8192 serve on >= 70 GiB non-A100 GPUs, else 8192 / 2048; "
+                        "without chunked prefill max(max_model_len, 2048))")
+    g.add_argument("--max-num-seqs", type=int, default=None,
+                   help="most sequences scheduled at once (vLLM default: 1024 on large GPUs from 0.9, else 256)")
+    g.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
+                   help="chunked prefill (vLLM V1 default on; V0 only when max_model_len > 32K)")
+    g.add_argument("--entry-point", choices=("llm", "serve"), default="llm",
+                   help="offline LLM class or `vllm serve`: vLLM picks different defaults (default llm)")
+    g.add_argument("--vllm-version", default=None,
+                   help="vLLM version whose defaults and memory rule apply, 0.6-0.11 (default: the profile's "
+                        "serving runtime, else 0.10)")
+
+
+def engine_settings_from(args):
+    from solver.cost.engine_settings import EngineSettings
+    for name in ("max_model_len", "max_num_batched_tokens", "max_num_seqs"):
+        v = getattr(args, name, None)
+        if v is not None and v < 1:
+            raise InputError("", f"--{name.replace('_', '-')}", f"must be >= 1, got {v}")
+    return EngineSettings(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
+                          max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+                          enable_chunked_prefill=args.enable_chunked_prefill, entry_point=args.entry_point,
+                          version=args.vllm_version)

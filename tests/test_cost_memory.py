@@ -2,8 +2,9 @@
 
 import pytest
 
-from solver.cost.memory import (activation_peak_bytes, embedding_bytes, kv_bytes_per_token, kv_heads_per_gpu,
-                                layer_weight_bytes, stage_kv_bytes, stage_memory, stage_weight_bytes)
+from solver.cost.activation import activation_peak_bytes
+from solver.cost.memory import (embedding_bytes, kv_bytes_per_token, kv_heads_per_gpu, layer_weight_bytes,
+                                stage_kv_bytes, stage_memory, stage_weight_bytes)
 from solver.inputs.model import load_model
 from solver.inputs.workload import Workload
 

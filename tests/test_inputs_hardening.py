@@ -248,7 +248,7 @@ def test_fp8_without_fp8_rate_falls_back_to_16_bit():
 def test_fit_rows_use_the_solver_formulas():
     from calibrate.memory import fit as mem_fit
     from solver.cost.compute import prefill_layer_flops
-    from solver.cost.memory import activation_terms
+    from solver.cost.activation import activation_terms
     from solver.inputs.model import load_model
     m = load_model("llama3-8b")
     r = {"hidden": m.hidden_size, "heads": m.num_heads, "kv_heads": m.num_kv_heads, "head_dim": m.head_dim,

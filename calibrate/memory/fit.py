@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from solver.cost.compute import prefill_layer_flops
-from solver.cost.memory import activation_terms
+from solver.cost.activation import activation_terms
 from solver.errors import InputError
 from solver.inputs.fields import read_text
 from solver.inputs.model import ModelSpec

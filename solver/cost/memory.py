@@ -10,7 +10,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from solver.cost.warn import note
 from solver.inputs.model import KV_HEADS, SPLIT, LayerKind, ModelSpec, Tensor
 from solver.inputs.profile import Profile
 from solver.inputs.quant import WeightFormat, as_format
@@ -128,57 +127,6 @@ def stage_kv_bytes(model: ModelSpec, tp: int, n_layers: int, batch: int, context
     return batch * context * kv_bytes_per_token(model, tp, n_layers, kv_bytes, context, first, last)
 
 
-# The analytic fallback when a profile has no fitted activation model: count the tensors a
-# straightforward eager implementation keeps live at the MLP, the usual peak. Unsharded:
-# residual stream, its normed copy, the attention output and the residual sum (4 x h).
-# Sharded: gate, up and their product (3 x f/t; 2 for a plain MLP); q and the attention
-# output before o_proj (2 x a*d/t). Measured H100 peaks (shared/data/h100) are near this
-# count, far above the textbook 1.15 x (7bsh/t) formula.
-def _default_coefs(model: ModelSpec) -> dict:
-    return {"c0_bytes": 0.0, "c_h": 4.0, "c_h_t": 0.0, "c_f_t": 3.0 if model.gated_mlp else 2.0,
-            "c_q_t": 2.0, "c_attn_t": 0.0}
-
-
-def activation_terms(model: ModelSpec, tp: int, batch: int, seq: int, act_bytes: float) -> dict:
-    """The regressor of each ``tokens_linear_v1`` coefficient (peak = sum coef x term);
-    ``calibrate.memory.fit`` fits the coefficients on these same terms."""
-    h, a, d = model.hidden_size, model.num_heads, model.head_dim
-    f = model.ffn_size * model.experts_per_token
-    tp_bytes = batch * seq * act_bytes
-    return {"c0_bytes": 1.0, "c_h": tp_bytes * h, "c_h_t": tp_bytes * h / tp, "c_f_t": tp_bytes * f / tp,
-            "c_q_t": tp_bytes * a * d / tp, "c_attn_t": batch * seq * seq * (a / tp) * act_bytes}
-
-
-def activation_peak_bytes(profile: Profile, model: ModelSpec, tp: int, batch: int, seq: int,
-                          act_bytes: float, last: bool = False) -> float:
-    """Transient peak above weights and KV during one prefill forward of ``batch`` x ``seq``
-    tokens, on one rank (docs/profile.md, model ``tokens_linear_v1``), times
-    (1 + fragmentation), plus fp32 logits of the last token of each sequence on the last
-    stage (vLLM computes logits only where it samples)."""
-    act = profile.activation
-    if act is None:
-        coef = _default_coefs(model)
-        note(f"{profile.path}: no fitted activation model; using the analytic default "
-             "(calibrate with scripts/profile_memory.py)")
-    else:
-        coef = act.coef
-        _check_range(profile, act.range or {}, tokens=batch * seq, tp=tp, hidden=model.hidden_size)
-    terms = activation_terms(model, tp, batch, seq, act_bytes)
-    peak = sum(coef[k] * terms[k] for k in terms)
-    peak *= 1.0 + profile.fragmentation_frac.value
-    if last:
-        peak += batch * padded_vocab(model) / tp * LOGITS_BYTES
-    return peak
-
-
-def _check_range(profile: Profile, rng: dict, **values: float) -> None:
-    for key, v in values.items():
-        lo_hi = rng.get(key)
-        if lo_hi and not (lo_hi[0] <= v <= lo_hi[1]):
-            note(f"{profile.path}: activation model fitted for {key} in [{lo_hi[0]:g}, {lo_hi[1]:g}], "
-                 f"asked for {v:g} (extrapolated)")
-
-
 @dataclass(frozen=True)
 class StageMemory:
     """Bytes on one GPU of a stage."""
@@ -206,6 +154,8 @@ def stage_memory(profile: Profile, model: ModelSpec, tp: int, n_layers: int, fir
                  workload: Workload, batch: int | None = None) -> StageMemory:
     """Memory per GPU with KV for ``batch`` (default: the whole workload batch) sequences at
     full context (prompt + output), and the prefill peak of that batch."""
+    from solver.cost.activation import activation_peak_bytes  # activation.py imports this module
+
     b = workload.batch if batch is None else batch
     return StageMemory(
         weights=stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes),

@@ -8,9 +8,10 @@ smallest stage's). A request holds blocks for its whole context, so at most
 ``kv_tokens // context`` sequences run at once (the "maximum concurrency" vLLM logs), also
 capped by ``max_num_seqs`` and the batch. A larger batch runs in waves.
 
-Every constant comes from the profile's ``memory`` and ``serving`` sections; a key the
-profile lacks takes the vLLM default below, and :class:`ServingConfig` lists it in
-``assumed`` so reports can say so.
+Every constant comes from the profile's ``memory`` and ``serving`` sections and the engine
+settings (solver/cost/engine_settings.py); a key neither the user nor the profile gives
+takes vLLM's default for the version, and :class:`ServingConfig` lists it in ``assumed``.
+The KV accounting itself is solver/cost/engine_memory.py.
 """
 
 from __future__ import annotations
@@ -18,22 +19,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from solver.cost.memory import activation_peak_bytes, kv_bytes_per_token, stage_weight_bytes
+from solver.cost import engine_settings as es
+from solver.cost.engine_memory import StageBudget, stage_budget
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
-from solver.units import GIB
 
 # vLLM allocates KV in blocks of 16 tokens (CacheConfig.block_size default on CUDA).
-KV_BLOCK_TOKENS = 16
-# vLLM 0.10 SchedulerConfig: without chunked prefill, max_num_batched_tokens defaults to
-# max(max_model_len, 2048) (_DEFAULT_MAX_NUM_BATCHED_TOKENS).
-MIN_BATCHED_TOKENS = 2048
+KV_BLOCK_TOKENS = es.RULES["block_size"][0]
 
 # key -> (default, where it comes from). Used when the profile's serving section lacks it.
 DEFAULTS = {
-    "gpu_memory_utilization": (0.9, "vLLM EngineArgs default gpu_memory_utilization=0.9"),
-    "max_num_seqs": (256, "vLLM default max_num_seqs=256 (SchedulerConfig, non-H100 offline)"),
     "decode_step_overhead_ms": (0.0, "assumption: no engine time beyond GPU kernels per decode step; "
                                      "fit with `calibrate fit-serving`"),
     "prefill_overhead_ms": (0.0, "assumption: no engine time beyond GPU kernels per prefill step"),
@@ -42,66 +38,116 @@ DEFAULTS = {
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Engine settings and overheads for one deployment (seconds, fractions, counts)."""
+    """Engine settings and overheads for one deployment (seconds, fractions, counts).
+
+    ``max_model_len`` None: the workload's prompt + output (a deployment sized for its
+    workload); ``enable_chunked_prefill`` / ``max_num_batched_tokens`` None: vLLM's rule for
+    ``version`` (solver/cost/engine_settings.py), resolved against that length."""
     gpu_memory_utilization: float
     max_num_seqs: int
-    max_num_batched_tokens: int | None  # None: max(prompt + output, 2048), see above
+    max_num_batched_tokens: int | None
     decode_step_overhead_s: float
     prefill_overhead_s: float
-    assumed: tuple[str, ...] = ()  # keys that came from DEFAULTS, not the profile
+    assumed: tuple[str, ...] = ()  # keys that came from DEFAULTS/vLLM's rules, not the user or profile
+    max_model_len: int | None = None
+    enable_chunked_prefill: bool | None = None
+    entry_point: str = "llm"
+    version: tuple[int, int] = (0, 10)
+    gpu_name: str = ""
+    gpu_memory_gib: float = 0.0
+    block_size: int = KV_BLOCK_TOKENS
+    sources: tuple[tuple[str, str], ...] = ()  # (setting, where its value comes from)
+
+    def model_len(self, workload: Workload) -> int:
+        return self.max_model_len if self.max_model_len is not None else workload.context_len
+
+    def chunked(self, workload: Workload) -> bool:
+        if self.enable_chunked_prefill is not None:
+            return self.enable_chunked_prefill
+        return es.chunked_default(self.version, self.model_len(workload))[0]
 
     def batched_tokens(self, workload: Workload) -> int:
-        """Prompt tokens one prefill step may take. Assumes max_model_len = prompt + output
-        (a deployment sized for its workload), as vLLM's non-chunked default does."""
+        """Tokens one step (and vLLM's profile run) may take."""
         if self.max_num_batched_tokens is not None:
             return self.max_num_batched_tokens
-        return max(workload.context_len, MIN_BATCHED_TOKENS)
+        return es.batched_tokens_default(self.version, self.chunked(workload), self.model_len(workload),
+                                         self.gpu_name, self.gpu_memory_gib, self.entry_point)[0]
+
+    def resolved(self, workload: Workload) -> dict:
+        """Every setting as the engine will run it (what the exported command carries)."""
+        return {"gpu_memory_utilization": self.gpu_memory_utilization, "max_model_len": self.model_len(workload),
+                "max_num_batched_tokens": self.batched_tokens(workload), "max_num_seqs": self.max_num_seqs,
+                "enable_chunked_prefill": self.chunked(workload), "block_size": self.block_size,
+                "vllm_version": "%d.%d" % self.version, "entry_point": self.entry_point}
 
 
 def serving_config(profile: Profile, gpu_memory_utilization: float | None = None,
-                   max_num_seqs: int | None = None) -> ServingConfig:
-    """The profile's ``serving`` section, CLI overrides on top, vLLM defaults underneath."""
-    sv, assumed = profile.serving, []
+                   max_num_seqs: int | None = None, settings: es.EngineSettings | None = None) -> ServingConfig:
+    """The user's settings, then the profile's ``serving`` section, then vLLM's defaults."""
+    st = settings or es.EngineSettings()
+    sv, assumed, sources = profile.serving, [], []
+    em = profile.engine_memory.get("vllm")
+    runtime = sv_runtime(profile)
+    version = es.parse_version(st.version or runtime or (em.version if em else "") or es.DEFAULT_VERSION,
+                               "--vllm-version" if st.version else f"{profile.path}: serving.runtime")
+    mem_gib = profile.memory_gib.value
 
-    def pick(key: str, override=None) -> float:
+    def pick(key: str, override, vllm_default: tuple | None = None):
         if override is not None:
-            return float(override)
+            sources.append((key, "user"))
+            return override
         if key in sv:
+            sources.append((key, f"profile serving.{key} ({sv[key].source})"))
             return sv[key].value
+        if vllm_default is not None:
+            sources.append((key, f"vLLM {version[0]}.{version[1]} default: {vllm_default[1]}"))
+            assumed.append(key)
+            return vllm_default[0]
         assumed.append(key)
         return DEFAULTS[key][0]
 
-    batched = sv.get("max_num_batched_tokens")
+    util = pick("gpu_memory_utilization", st.gpu_memory_utilization if gpu_memory_utilization is None
+                else gpu_memory_utilization, es.RULES["gpu_memory_utilization"])
+    seqs = pick("max_num_seqs", st.max_num_seqs if max_num_seqs is None else max_num_seqs,
+                es.max_num_seqs_default(version, profile.gpu_name, mem_gib))
+    batched = st.max_num_batched_tokens
+    if batched is None and "max_num_batched_tokens" in sv:
+        batched = int(sv["max_num_batched_tokens"].value)
     return ServingConfig(
-        gpu_memory_utilization=pick("gpu_memory_utilization", gpu_memory_utilization),
-        max_num_seqs=int(pick("max_num_seqs", max_num_seqs)),
-        max_num_batched_tokens=int(batched.value) if batched else None,
-        decode_step_overhead_s=pick("decode_step_overhead_ms") * 1e-3,
-        prefill_overhead_s=pick("prefill_overhead_ms") * 1e-3,
-        assumed=tuple(assumed),
+        gpu_memory_utilization=float(util), max_num_seqs=int(seqs), max_num_batched_tokens=batched,
+        decode_step_overhead_s=pick("decode_step_overhead_ms", None) * 1e-3,
+        prefill_overhead_s=pick("prefill_overhead_ms", None) * 1e-3,
+        assumed=tuple(assumed), max_model_len=st.max_model_len, enable_chunked_prefill=st.enable_chunked_prefill,
+        entry_point=st.entry_point, version=version, gpu_name=profile.gpu_name, gpu_memory_gib=mem_gib,
+        sources=tuple(sources),
     )
 
 
+def sv_runtime(profile: Profile) -> str:
+    """The vLLM version the profile's serving data came from ("vllm 0.10.0"), or ""."""
+    rt = (profile.raw.get("serving") or {}).get("runtime", "") if isinstance(profile.raw, dict) else ""
+    return rt if "vllm" in rt.lower() else ""
+
+
+def stage_budgets(stages, model: ModelSpec, workload: Workload, cfg: ServingConfig) -> list[StageBudget]:
+    pp = len(stages)
+    return [stage_budget(s.profile, model, s.tp, pp, s.n_layers, s.first, s.last, workload, cfg) for s in stages]
+
+
 def kv_budget_bytes(profile: Profile, model: ModelSpec, tp: int, n_layers: int, first: bool, last: bool,
-                    workload: Workload, cfg: ServingConfig) -> float:
-    """KV-cache bytes on one GPU of a stage: utilization x memory - weights - the dummy
-    forward's activation peak - runtime overhead (may be negative: nothing fits)."""
-    usable = cfg.gpu_memory_utilization * profile.memory_gib.value * GIB
-    weights = stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes)
-    act = activation_peak_bytes(profile, model, tp, 1, cfg.batched_tokens(workload), workload.act_bytes,
-                                last=last)
-    return usable - weights - act - profile.runtime_overhead_gib.value * GIB
+                    workload: Workload, cfg: ServingConfig, pp: int = 1) -> float:
+    """KV-cache bytes on one GPU of a stage (may be negative: nothing fits)."""
+    return stage_budget(profile, model, tp, pp, n_layers, first, last, workload, cfg).kv_cache
 
 
 def kv_capacity_tokens(stages, model: ModelSpec, workload: Workload, cfg: ServingConfig) -> int:
     """Tokens of KV cache the engine holds: the smallest stage's blocks x block size."""
-    blocks = []
-    for s in stages:
-        budget = kv_budget_bytes(s.profile, model, s.tp, s.n_layers, s.first, s.last, workload, cfg)
-        per_block = KV_BLOCK_TOKENS * kv_bytes_per_token(model, s.tp, s.n_layers, workload.kv_bytes,
-                                                          workload.context_len, s.first, s.last)
-        blocks.append(max(0, math.floor(budget / per_block)))
-    return min(blocks) * KV_BLOCK_TOKENS
+    return min(b.blocks for b in stage_budgets(stages, model, workload, cfg)) * cfg.block_size
+
+
+def max_concurrency(kv_tokens: int, max_model_len: int, block_size: int) -> float:
+    """vLLM's "Maximum concurrency for L tokens per request": blocks / blocks per request."""
+    return (kv_tokens // block_size) / math.ceil(max_model_len / block_size)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from solver.errors import InputError
 from solver.inputs.fields import Fields, finite_number, load_json
+from solver.inputs.memory_models import RUNTIMES, PhasesModel, parse_engine_memory, parse_phases
 
 SCHEMA_VERSION = 1
 SOURCES = ("measured", "published", "synthetic", "default")
@@ -25,12 +26,13 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send_
 # dispatch/combine); COLLECTIVES is what calibrate sweeps.
 PROFILE_COLLECTIVES = COLLECTIVES + ("all_to_all",)
 CURVE_KINDS = ("constant", "saturating", "table")
-ACTIVATION_MODELS = ("tokens_linear_v1",)
+ACTIVATION_MODELS = ("tokens_linear_v1", "phases_max_v1")  # phases_max_v1: solver/inputs/memory_models.py
 # Coefficients of the activation-peak model (design.md section 5):
 # peak = c0_bytes + T*p*(c_h*h + c_h_t*h/t + c_f_t*f/t + c_q_t*a*d/t) + c_attn_t*b*s^2*(a/t)*p
 ACTIVATION_COEFS = ("c0_bytes", "c_h", "c_h_t", "c_f_t", "c_q_t", "c_attn_t")
 
-_VALUE_KEYS = ("value", "source", "ref", "range", "fit_error", "note")
+# ``plausible``: [low, high] of a ``default`` value, propagated into prediction intervals.
+_VALUE_KEYS = ("value", "source", "ref", "range", "fit_error", "note", "plausible")
 # The ``serving`` section: a serving engine's knobs and per-step overheads, each a value
 # record (docs/profile.md; used by solver/cost/serving.py). Bounds: name -> (min, max).
 SERVING_KEYS = {
@@ -50,6 +52,7 @@ class Value:
     ref: str = ""
     range: dict | None = None
     fit_error: dict | None = None
+    plausible: tuple[float, float] | None = None  # [low, high] of a default (intervals)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Curve:
     ref: str = ""
     range: dict | None = None
     fit_error: dict | None = None
+    plausible_scale: tuple[float, float] | None = None  # default curves: [low, high] multipliers
 
     def at(self, x: float) -> float:
         if self.kind == "constant":
@@ -156,7 +160,7 @@ class Profile:
     hbm_gbps: Value
     collectives: tuple[CollectiveFit, ...]
     network: dict  # name -> Value
-    activation: ActivationModel | None
+    activation: ActivationModel | PhasesModel | None
     runtime_overhead_gib: Value
     fragmentation_frac: Value
     prefill_efficiency: Curve
@@ -167,6 +171,8 @@ class Profile:
     # Optional: full HBM passes over the unsharded T x h activation per layer in prefill
     # (norms, residual adds): + passes*T*h*p/hbm seconds per layer. None: not calibrated.
     prefill_elementwise_passes: Value | None = None
+    # memory.<runtime> (solver/inputs/memory_models.py): the engine's own memory accounting
+    engine_memory: dict = field(default_factory=dict)
     raw: dict = field(default_factory=dict, repr=False)
     from_folder: bool = False  # found by globbing a --profile folder (an explicit file beats it)
     # CUDA compute capability (SM version, e.g. 8.0 for A100): which weight schemes the GPU
@@ -220,12 +226,22 @@ def _value(data, where: str, path: str, bounds: tuple | None = None) -> Value:
         ref=f.get("ref", str, ""),
         range=f.get("range", dict, None),
         fit_error=f.get("fit_error", dict, None),
+        plausible=_plausible(f, v),
     )
+
+
+def _plausible(f: Fields, v: float) -> tuple[float, float] | None:
+    pl = f.get("plausible", list, None)
+    if pl is None:
+        return None
+    if len(pl) != 2 or not all(finite_number(x) for x in pl) or not pl[0] <= v <= pl[1]:
+        raise f.error("plausible", f"must be [low, high] around the value {v:g}, got {pl!r}")
+    return (float(pl[0]), float(pl[1]))
 
 
 def _curve(data, where: str, path: str) -> Curve:
     f = Fields(data, where, path, ("kind", "x", "x_quantity", "value", "eff_max", "x_half", "y",
-                                   "source", "ref", "range", "fit_error", "note"))
+                                   "source", "ref", "range", "fit_error", "note", "plausible_scale"))
     kind = f.get("kind", str, choices=CURVE_KINDS)
     if kind == "constant":
         params = {"value": f.get("value", float, min_value=1e-6, max_value=1.0)}
@@ -241,9 +257,14 @@ def _curve(data, where: str, path: str) -> Curve:
         if any(not finite_number(v) or not 0 < v <= 1 for v in ys):
             raise f.error("y", "efficiencies must be numbers in (0, 1]")
         params = {"x": [float(v) for v in xs], "y": [float(v) for v in ys]}
+    scale = f.get("plausible_scale", list, None)  # [low, high] multipliers of a default curve
+    if scale is not None and (len(scale) != 2 or not all(finite_number(x) and x > 0 for x in scale)
+                              or not scale[0] <= 1 <= scale[1]):
+        raise f.error("plausible_scale", f"must be [low <= 1, high >= 1], got {scale!r}")
     return Curve(kind=kind, x_quantity=f.get("x_quantity", str, "layer_gflop"), params=params,
                  source=f.get("source", str, choices=SOURCES), ref=f.get("ref", str, ""),
-                 range=f.get("range", dict, None), fit_error=f.get("fit_error", dict, None))
+                 range=f.get("range", dict, None), fit_error=f.get("fit_error", dict, None),
+                 plausible_scale=tuple(float(x) for x in scale) if scale else None)
 
 
 def _collective(data, where: str, path: str) -> CollectiveFit:
@@ -291,7 +312,9 @@ def _collective(data, where: str, path: str) -> CollectiveFit:
     )
 
 
-def _activation(data, where: str, path: str) -> ActivationModel:
+def _activation(data, where: str, path: str):
+    if isinstance(data, dict) and data.get("model") == "phases_max_v1":
+        return parse_phases(data, where, path, SOURCES)
     f = Fields(data, where, path, ("model", "coef", "source", "runtime", "ref", "range", "fit_error", "note"))
     coef_raw = f.get("coef", dict)
     cf = Fields(coef_raw, where, f"{path}.coef", ACTIVATION_COEFS)
@@ -354,7 +377,7 @@ def parse_profile(data: object, where: str) -> Profile:
         net_f.get(k, dict)
     network = {k: _value(v, where, f"network.{k}", NETWORK_BOUNDS[k]) for k, v in net_f.data.items()}
     mem = Fields(top.get("memory", dict), where, "memory",
-                 ("activation_peak", "runtime_overhead_gib", "fragmentation_frac", "note"))
+                 ("activation_peak", "runtime_overhead_gib", "fragmentation_frac", "note", *RUNTIMES))
     comp = Fields(top.get("compute", dict), where, "compute",
                   ("prefill_efficiency", "decode_efficiency", "prefill_elementwise_passes", "note"))
     act_raw = mem.get("activation_peak", dict, None)
@@ -381,6 +404,8 @@ def parse_profile(data: object, where: str) -> Profile:
         prefill_elementwise_passes=(_value(comp.data["prefill_elementwise_passes"], where,
                                            "compute.prefill_elementwise_passes", NONNEG)
                                     if "prefill_elementwise_passes" in comp.data else None),
+        engine_memory={rt: parse_engine_memory(mem.data[rt], where, rt, _value, SOURCES)
+                       for rt in RUNTIMES if rt in mem.data},
         raw=data,
         compute_capability=(_value(g.data["compute_capability"], where, "gpu.compute_capability", POSITIVE)
                             if "compute_capability" in g.data else None),

@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from solver.cost.memory import StageMemory, activation_peak_bytes, kv_bytes_per_token, stage_weight_bytes
+from solver.cost.activation import activation_peak_bytes
+from solver.cost.memory import StageMemory, kv_bytes_per_token, stage_weight_bytes
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
 from solver.cost.stage import Stage

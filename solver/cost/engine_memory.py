@@ -1,0 +1,98 @@
+"""What vLLM reserves on one GPU of a stage, and the KV cache it leaves (docs/vllm_memory.md).
+
+vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num_available_blocks``):
+
+    kv_bytes = gpu_memory_utilization x total - weights - non_torch - activation_peak
+
+* ``non_torch``: memory outside torch's allocator after the profile run (CUDA context,
+  NCCL communicators, custom all-reduce IPC buffers): ``base`` on one GPU, ``+ tp_extra``
+  with TP >= 2, ``+ pp_extra`` with PP >= 2 (profile ``memory.vllm.non_torch_gib``).
+* ``activation_peak``: the torch peak of the profile run -- one dummy forward of
+  ``max_num_batched_tokens`` tokens and, on the last stage, the sampler over
+  ``min(max_num_seqs, max_num_batched_tokens)`` rows -- as a max over phases
+  (``solver.cost.activation``), times (1 + fragmentation).
+* CUDA-graph capture memory comes after the KV cache is sized (V1 <= 0.11: not in the
+  budget, ``cudagraph_in_budget`` false) and is reported beside it.
+
+Blocks of ``block_size`` (16) tokens per stage; every stage gets the smallest stage's count.
+A profile without ``memory.vllm`` falls back on ``memory.runtime_overhead_gib`` and its
+activation model; the result is then uncalibrated (``EngineMemory.calibrated`` false).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from solver.cost.activation import activation_peak_bytes, phase_terms, phases_peak
+from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
+from solver.inputs.model import ModelSpec
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+from solver.units import GIB
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """Bytes on one GPU of one stage, as vLLM accounts them."""
+    total: float
+    budget: float            # gpu_memory_utilization x total
+    weights: float
+    non_torch: float
+    activation_peak: float
+    activation_phase: str    # the phase that sets the peak ("" for the fallback model)
+    cudagraphs: float
+    kv_cache: float          # what the budget leaves (negative: nothing fits)
+    kv_bytes_per_block: float
+    calibrated: bool         # the profile has a memory.vllm section
+
+    @property
+    def blocks(self) -> int:
+        return max(0, math.floor(self.kv_cache / self.kv_bytes_per_block))
+
+    def as_gib(self) -> dict:
+        return {"weights": self.weights / GIB, "non_torch": self.non_torch / GIB,
+                "activation_peak": self.activation_peak / GIB, "cuda_graphs": self.cudagraphs / GIB,
+                "kv_cache": max(0.0, self.kv_cache) / GIB, "budget": self.budget / GIB, "total": self.total / GIB}
+
+
+def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm") -> float:
+    em = profile.engine_memory.get(runtime)
+    if em is None:
+        return profile.runtime_overhead_gib.value * GIB
+    nt = em.non_torch_gib
+    gib = nt["base"].value
+    if tp >= 2 and "tp_extra" in nt:
+        gib += nt["tp_extra"].value
+    if pp >= 2 and "pp_extra" in nt:
+        gib += nt["pp_extra"].value
+    return gib * GIB
+
+
+def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, tokens: int, sampler_rows: int,
+                     act_bytes: float, runtime: str = "vllm") -> tuple[float, str]:
+    """(bytes, phase) of the profile run's torch peak above weights on one GPU."""
+    em = profile.engine_memory.get(runtime)
+    if em is None:  # the uncalibrated fallback: the profile's activation model, last-token logits
+        return activation_peak_bytes(profile, model, tp, 1, tokens, act_bytes, last=last), ""
+    terms = phase_terms(model, tp, 1, tokens, act_bytes, sampler_rows=sampler_rows if last else 0)
+    peak, phase = phases_peak(em.activation.phases, terms)
+    return peak * (1.0 + em.fragmentation_frac.value), phase
+
+
+def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers: int, first: bool, last: bool,
+                 workload: Workload, cfg, runtime: str = "vllm") -> StageBudget:
+    """``cfg`` is a :class:`solver.cost.serving.ServingConfig` (engine settings resolved)."""
+    em = profile.engine_memory.get(runtime)
+    total = profile.memory_gib.value * GIB
+    budget = cfg.gpu_memory_utilization * total
+    weights = stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes)
+    tokens = cfg.batched_tokens(workload)
+    act, phase = profile_run_peak(profile, model, tp, last, tokens, min(cfg.max_num_seqs, tokens),
+                                  workload.act_bytes, runtime)
+    non_torch = non_torch_bytes(profile, tp, pp, runtime)
+    graphs = em.cudagraph_gib.value * GIB if em is not None else 0.0
+    kv = budget - weights - non_torch - act - (graphs if em is not None and em.cudagraph_in_budget else 0.0)
+    per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
+                                                    first, last)
+    return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None)
