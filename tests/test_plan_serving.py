@@ -38,20 +38,25 @@ def _quiet():
 
 
 def test_batch_beyond_the_kv_cache_runs_in_waves(write, capsys):
-    """Llama-3-8B on one A100-80GB, batch 512 x 2,560 tokens: 160 GiB of KV for the batch,
-    but the engine holds 456,320 tokens (28,520 blocks of 16) = 55.70 GiB at 128 KiB per
-    token: 178 sequences at once, in waves 178 + 178 + 156."""
+    """Llama-3-8B on one A100-80GB, batch 512 x 2,560 tokens: 160 GiB of KV for the batch.
+    vLLM 0.10 on an A100 (profiles/a100.json memory.vllm): budget 0.9 x 80 GiB =
+    77,309,411,328 B; weights 16,060,522,496; non-torch 0.2959 GiB = 317,720,205.7; profile
+    run of 8,192 tokens (V1 offline default below 70 GiB or on A100), MLP phase
+    (3 x 4,096 + 3 x 14,336) x 8,192 x 2 = 905,969,664 (sampler phase 0). KV 60,025,198,962
+    B = 28,622 blocks of 2,097,152 = 457,952 tokens = 55.90 GiB: 457,952 // 2,560 = 178
+    sequences at once, in waves 178 + 178 + 156."""
     c = write("one.yaml", ONE_A100)
     argv = ["plan", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--cluster", str(c)]
     assert main(argv + BIG_BATCH + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["replicas"][0]
     assert (rep["concurrency"], rep["concurrency_limited_by"], rep["waves"]) == (178, "kv_cache", [178, 178, 156])
-    assert rep["kv_capacity_tokens"] == 456_320
+    assert rep["kv_capacity_tokens"] == 457_952
     stage = rep["stages"][0]
-    assert stage["kv_cache_gib"] == pytest.approx(456_320 * 131_072 / 2**30)  # 55.703125
+    assert stage["kv_cache_gib"] == pytest.approx(457_952 * 131_072 / 2**30)  # 55.90234375
     assert stage["memory_used_gib"] <= 0.9 * 80 and stage["memory_used_gib"] > 0.9 * 80 - 0.01
     assert stage["memory_used_gib"] + stage["memory_free_gib"] == pytest.approx(80.0)
-    assert "--gpu-memory-utilization 0.9 --max-num-seqs 256 --port 8000" in rep["vllm"]["command"]
+    assert ("--max-model-len 2560 --gpu-memory-utilization 0.9 --max-num-seqs 256 --max-num-batched-tokens 8192 "
+            "--enable-chunked-prefill --port 8000") in rep["vllm"]["command"]
     assert main(argv + BIG_BATCH) == 0
     assert "178 (kv_cache)  2 x 178 + 156" in capsys.readouterr().out
 
@@ -73,12 +78,14 @@ def test_validator_checks_kv_for_the_reported_concurrency(write):
 
 
 def test_one_sequence_that_does_not_fit_says_so():
-    """3.6 GiB of weights over 3 GPUs of 3.4 GiB fit; one sequence of 64,000 tokens needs
-    0.98 GiB of KV (16 KiB per token) and a 64,000-token prefill step's activations: no room."""
+    """3.6 GiB of weights over 3 GPUs of 3.4 GiB fit; one sequence of 200,000 tokens needs
+    3.05 GiB of KV (16 KiB per token), about 1 GiB per GPU, beside 1.2 GiB of weights and 1 GiB of
+    runtime overhead in 0.9 x 3.4 GiB: no room. (vLLM 0.7, the fixture's engine, chunks a prompt
+    longer than 32K, so the profile run takes 2,048 tokens, not the whole prompt.)"""
     c = pool(("p", 3, "PIPE", 1, 25.0, 1.0))
-    long = Workload(batch=1, prompt_len=60_000, output_len=4_000)
-    with pytest.raises(Exception, match=r"tiny needs 4 GiB of weights \+ 1 GiB of KV cache for one sequence "
-                                        r"of 64000 tokens.*leaves room for it"):
+    long = Workload(batch=1, prompt_len=196_000, output_len=4_000)
+    with pytest.raises(Exception, match=r"tiny needs 4 GiB of weights \+ 3 GiB of KV cache for one sequence "
+                                        r"of 200000 tokens.*2048-token prefill step.*leaves room for it"):
         plan(TINY, long, c, [syn_profile("PIPE", 3.4, 800, 600)])
 
 
@@ -111,7 +118,8 @@ def test_vllm_devices_ports_and_engine_flags():
     second = vllm_launch(one, "m", 4, wl, cfg, *assigned[1])
     assert second["command"] == ("CUDA_VISIBLE_DEVICES=1 vllm serve m --tensor-parallel-size 1 "
                                  "--pipeline-parallel-size 1 --dtype float16 --max-model-len 640 "
-                                 "--gpu-memory-utilization 0.85 --max-num-seqs 64 --port 8001")
+                                 "--gpu-memory-utilization 0.85 --max-num-seqs 64 --max-num-batched-tokens 8192 "
+                                 "--enable-chunked-prefill --port 8001")
     piped = vllm_launch(two, "m", 4, wl, cfg, *assigned[2])
     assert piped["command"].startswith("VLLM_PP_LAYER_PARTITION=3,1 vllm serve m")
     assert "CUDA_VISIBLE_DEVICES=0 on a/1, CUDA_VISIBLE_DEVICES=0 on a/2" in piped["reason"]

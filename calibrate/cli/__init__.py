@@ -16,6 +16,7 @@ _COMMANDS = [
     "calibrate.cli.predict",
     "calibrate.cli.report",
     "calibrate.cli.fit_serving",
+    "calibrate.cli.vllm_log",
 ]
 
 

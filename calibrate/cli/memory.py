@@ -33,8 +33,16 @@ def register(sub) -> None:
     p.add_argument("--mlp", choices=("gated", "plain"), default="gated",
                    help="MLP type the activation model is fitted for (default gated: every preset)")
     p.add_argument("--attn-term", action="store_true", help="fit c_attn_t (eager attention holding s x s scores)")
+    p.add_argument("--act-model", choices=("phases_max_v1", "tokens_linear_v1"), default="phases_max_v1",
+                   help="activation model: max over phases (MLP, fp32 norm temporaries; default) or one "
+                        "linear sum (tokens_linear_v1)")
     p.add_argument("--no-elementwise", action="store_true",
                    help="prefill time = FLOPs/(peak x eff) only; no unsharded HBM-pass term")
+    p.add_argument("--vllm", action="store_true",
+                   help="RAW are vLLM start-up points (shared/data/vllm_memory/logs.csv columns, or `calibrate "
+                        "import-vllm-log` output): fit memory.vllm (calibrate/memory/vllm_fit.py) instead")
+    p.add_argument("--vllm-version", default="0.10", help="with --vllm: the engine version the section models "
+                                                          "(its family's rows are fitted; default 0.10)")
     p.set_defaults(func=run_fit)
 
     q = sub.add_parser("import-h100-shared", help="convert shared/data/h100 CSVs into raw CSVs",
@@ -66,11 +74,14 @@ def run_import(args) -> int:
 
 
 def run_fit(args) -> int:
+    if args.vllm:
+        from calibrate.memory.vllm_cli import run_vllm_fit
+        return run_vllm_fit(args)
     rows, metas = load_rows(args.raw)
     out = fit_into_profile(rows, metas, args.out, gpu=args.gpu, memory_runtime=args.memory_runtime,
                            compute_runtime=args.compute_runtime, holdout=args.holdout, min_layers=args.min_layers,
                            compute_min_layers=args.compute_min_layers, mlp=args.mlp, attn_term=args.attn_term,
-                           elementwise=not args.no_elementwise, raw_paths=args.raw)
+                           elementwise=not args.no_elementwise, raw_paths=args.raw, act_model=args.act_model)
     a = out["memory"]["activation_peak"]["fit_error"]
     c = out["compute"]["prefill_efficiency"]["fit_error"]
     print(f"wrote {args.out}: memory from {out['memory']['activation_peak']['runtime']} (held-out max "

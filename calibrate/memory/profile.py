@@ -69,10 +69,16 @@ def _ref(rows: list[dict], metas: list[dict], runtime: str) -> str:
 
 
 def memory_section(rows: list[dict], metas: list[dict], runtime: str, holdout_spec: str,
-                   min_layers: int, mlp: str, attn_term: bool) -> tuple[dict, mem_fit.ActivationFit]:
+                   min_layers: int, mlp: str, attn_term: bool,
+                   act_model: str = "phases_max_v1") -> tuple[dict, mem_fit.ActivationFit]:
     holdout = mem_fit.parse_holdout(holdout_spec)
     sel = [r for r in rows if r["runtime"] == runtime and r["phase"] == "prefill"
            and r["layers"] >= min_layers and bool(r["gated_mlp"]) == (mlp == "gated")]
+    if act_model == "phases_max_v1":
+        from calibrate.memory.phases import phases_record
+        return {"activation_peak": phases_record(sel, holdout, holdout_spec, _source, _ref, metas, runtime,
+                                                 _TARGET_NOTES.get(runtime.split("-")[0], ""),
+                                                 {"min_layers": min_layers, "mlp": mlp})}, None
     fit = mem_fit.fit_activation(sel, holdout, attn_term=attn_term)
     used = fit.fit_rows + fit.held_rows
     held, infit = mem_fit.error_summary(fit.held_err), mem_fit.error_summary(fit.fit_err)
@@ -175,7 +181,8 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
                      memory_runtime: str | None = None, compute_runtime: str | None = None,
                      holdout: str = DEFAULT_HOLDOUT, min_layers: int = 1, compute_min_layers: int = 1,
                      mlp: str = "gated", attn_term: bool = False, elementwise: bool = True,
-                     raw_paths: list[str] | None = None, rates: tuple[float, float] | None = None) -> dict:
+                     raw_paths: list[str] | None = None, rates: tuple[float, float] | None = None,
+                     act_model: str = "phases_max_v1") -> dict:
     """Fit and merge ``memory`` + ``compute`` into ``out_path`` (created from datasheet
     defaults when missing and ``gpu`` is given). Returns the profile dict written. ``rates``
     (peak TFLOP/s, HBM GB/s) replaces the datasheet pair: only for the CPU dry run, whose
@@ -195,7 +202,7 @@ def fit_into_profile(rows: list[dict], metas: list[dict], out_path: str, *, gpu:
         raise InputError(out_path, "gpu", "needs peak_tflops.<dtype> and hbm_gbps to fit efficiency") from None
     if rates:
         peak, hbm = rates
-    mem, _ = memory_section(rows, metas, mem_rt, holdout, min_layers, mlp, attn_term)
+    mem, _ = memory_section(rows, metas, mem_rt, holdout, min_layers, mlp, attn_term, act_model)
     comp, _ = compute_section(rows, metas, comp_rt, holdout, compute_min_layers, peak, hbm, elementwise)
     if not rates:
         comp.update(decode_section(rows, metas, comp_rt, holdout, hbm))

@@ -44,13 +44,25 @@ def _prefill_pred(prof: dict, r: dict) -> float:
     return mem_fit.predict_prefill_s(r, eff_max, x_half, passes, peak, prof["gpu"]["hbm_gbps"]["value"] * 1e9)
 
 
+def predict_record(act: dict, r: dict) -> float:
+    """Predicted peak minus KV of a raw row under a profile's activation record (either model)."""
+    if "phases" in act:
+        from calibrate.memory.phases import predict
+        from solver.cost.activation import phase_terms
+        return predict(act["phases"], phase_terms(mem_fit.row_model(r), r["tp"], r["batch"], r["seq"],
+                                                  r["dtype_bytes"]))[0]
+    return mem_fit.predict_activation(act["coef"], r)
+
+
 def memory_report(prof: dict, raw_paths=None) -> str:
     """Text table: activation model, overheads, prefill curve; per-point rows when raw given."""
     mem, comp = prof.get("memory", {}), prof.get("compute", {})
     lines = ["memory / compute fits", "-" * 60]
     act = mem.get("activation_peak")
     if act:
-        coef = "  ".join(f"{k}={v:.4g}" for k, v in act["coef"].items())
+        coef = ("  ".join(f"{k}={v:.4g}" for k, v in act["coef"].items()) if "coef" in act else
+                " | ".join(f"{n}: " + " ".join(f"{k}={v:.4g}" for k, v in c.items() if v)
+                           for n, c in act["phases"].items()))
         rng = ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in (act.get("range") or {}).items())
         lines += [f"activation_peak  {act['model']}  runtime {act.get('runtime', '?')}  [{act['source']}]",
                   f"  {coef}", f"  range: {rng}", f"  {_err(act.get('fit_error'))}"]
@@ -75,7 +87,7 @@ def memory_report(prof: dict, raw_paths=None) -> str:
             lines += ["", f"activation peak minus KV ({act.get('runtime')}), GiB",
                       f"{'b':>4}{'s':>6}{'h':>6}{'t':>3}{'L':>3} {'measured':>9}{'predicted':>10}{'err':>8}  set"]
             for r, held in sorted(pts, key=lambda p: (not p[1], p[0]["tp"], p[0]["batch"] * p[0]["seq"])):
-                y, pr = mem_fit.activation_target(r), mem_fit.predict_activation(act["coef"], r)
+                y, pr = mem_fit.activation_target(r), predict_record(act, r)
                 lines.append(f"{r['batch']:>4}{r['seq']:>6}{r['hidden']:>6}{r['tp']:>3}{r['layers']:>3} "
                              f"{y / GIB:>9.4f}{pr / GIB:>10.4f}{pr / y - 1:>+8.1%}  {'held-out' if held else 'fit'}")
     return "\n".join(lines)
@@ -96,7 +108,7 @@ def plot_memory(prof: dict, raw_csv, png_path: str) -> bool:
     if act:
         pts = _rows_for(raw_csv, act.get("runtime", ""), act.get("fit_error"))
         panels.append((f"activation peak - KV, GiB ({act.get('runtime')})",
-                       [(mem_fit.activation_target(r) / GIB, mem_fit.predict_activation(act["coef"], r) / GIB, h)
+                       [(mem_fit.activation_target(r) / GIB, predict_record(act, r) / GIB, h)
                         for r, h in pts]))
     runtime = (pre.get("fit_error") or {}).get("runtime", "")
     if runtime:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from solver.cost.activation import activation_peak_bytes
-from solver.cost.memory import StageMemory, kv_bytes_per_token, stage_weight_bytes
+from solver.cost.engine_memory import stage_budget
+from solver.cost.memory import StageMemory, kv_bytes_per_token
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
 from solver.cost.stage import Stage
@@ -91,18 +91,16 @@ def _launch_problems(r: int, stages, runtime: str, groups: dict) -> list[str]:
 
 
 def served_stage_memory(st: Stage, model: ModelSpec, workload: Workload, cfg: ServingConfig,
-                        kv_tokens: int) -> StageMemory:
+                        kv_tokens: int, pp: int = 1) -> StageMemory:
     """Bytes on one GPU of ``st`` when the engine holds ``kv_tokens`` tokens of KV cache;
-    ``capacity`` is the usable gpu_memory_utilization x memory."""
-    prof = st.profile
+    ``capacity`` is the usable gpu_memory_utilization x memory. Weights, non-torch memory and
+    the profile run's peak are vLLM's accounting (solver.cost.engine_memory.stage_budget)."""
+    b = stage_budget(st.profile, model, st.tp, pp, st.n_layers, st.first, st.last, workload, cfg)
     return StageMemory(
-        weights=stage_weight_bytes(model, st.tp, st.n_layers, st.first, st.last, workload.weight_bytes),
+        weights=b.weights,
         kv_cache=kv_tokens * kv_bytes_per_token(model, st.tp, st.n_layers, workload.kv_bytes,
                                                 workload.context_len, st.first, st.last),
-        activation_peak=activation_peak_bytes(prof, model, st.tp, 1, cfg.batched_tokens(workload),
-                                              workload.act_bytes, last=st.last),
-        runtime_overhead=prof.runtime_overhead_gib.value * 2**30,
-        capacity=cfg.gpu_memory_utilization * prof.memory_gib.value * 2**30)
+        activation_peak=b.activation_peak, runtime_overhead=b.non_torch, capacity=b.budget)
 
 
 def _memory_problems(r: int, rep, cost: list[Stage], model, workload) -> list[str]:
@@ -113,7 +111,7 @@ def _memory_problems(r: int, rep, cost: list[Stage], model, workload) -> list[st
     seqs = max(1, rep.concurrency)
     kv_tokens = seqs * math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
     for k, st in enumerate(cost):
-        mem = served_stage_memory(st, model, workload, cfg, kv_tokens)
+        mem = served_stage_memory(st, model, workload, cfg, kv_tokens, pp=len(cost))
         if mem.total > mem.capacity:
             out.append(f"replica {r} stage {k}: needs {mem.total / 2**30:.2f} GiB per GPU with KV for {seqs} "
                        f"sequences, usable {mem.capacity / 2**30:.2f} "

@@ -29,7 +29,8 @@ def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[lis
     est = estimate_pipeline(model, workload, stages, links, runtime)
     rows = []
     for k, (s, st) in enumerate(zip(rep.stages, stages)):
-        mem = served_stage_memory(st, model, workload, est.serving, est.concurrency.kv_capacity_tokens)
+        mem = served_stage_memory(st, model, workload, est.serving, est.concurrency.kv_capacity_tokens,
+                                  pp=len(stages))
         capacity = st.profile.memory_gib.value * GIB
         t = est.stage_times[k] if k < len(est.stage_times) else None
         dec = t.decode_step_s if t else float("nan")

@@ -7,8 +7,10 @@ L // P layers and the remainder, one each, to the stages just before the last on
 A replica spanning several nodes needs a Ray cluster over them (vLLM's multi-node docs).
 
 Each command pins what the serving model assumed (``solver.cost.serving``): the dtypes,
-``--gpu-memory-utilization``, ``--max-num-seqs``, ``--max-model-len`` = prompt + output
-(which sets vLLM's default ``max_num_batched_tokens``). GPUs of a node are numbered in plan
+``--max-model-len``, ``--gpu-memory-utilization``, ``--max-num-seqs``,
+``--max-num-batched-tokens`` and chunked prefill, as resolved for the vLLM version (so a
+``vllm serve`` launch, whose own defaults differ from the offline ``LLM`` class's, runs the
+engine the prediction sized). GPUs of a node are numbered in plan
 order, so replicas sharing a node get disjoint ``CUDA_VISIBLE_DEVICES`` and distinct
 ``--port`` values (from ``BASE_PORT`` up, per head node).
 """
@@ -64,12 +66,16 @@ def _engine_flags(workload, serving) -> str:
         flags.append("--kv-cache-dtype fp8")
     if workload.expert_parallel:
         flags.append("--enable-expert-parallel")
-    flags.append(f"--max-model-len {workload.context_len}")
-    if serving is not None:
-        flags.append(f"--gpu-memory-utilization {serving.gpu_memory_utilization:g}")
-        flags.append(f"--max-num-seqs {serving.max_num_seqs}")
-        if serving.max_num_batched_tokens is not None:
-            flags.append(f"--max-num-batched-tokens {serving.max_num_batched_tokens}")
+    if serving is None:
+        flags.append(f"--max-model-len {workload.context_len}")
+        return " ".join(flags)
+    # exactly the engine settings the prediction assumed (solver.cost.serving.ServingConfig.resolved)
+    eng = serving.resolved(workload)
+    flags.append(f"--max-model-len {eng['max_model_len']}")
+    flags.append(f"--gpu-memory-utilization {eng['gpu_memory_utilization']:g}")
+    flags.append(f"--max-num-seqs {eng['max_num_seqs']}")
+    flags.append(f"--max-num-batched-tokens {eng['max_num_batched_tokens']}")
+    flags.append("--enable-chunked-prefill" if eng["enable_chunked_prefill"] else "--no-enable-chunked-prefill")
     return " ".join(flags)
 
 

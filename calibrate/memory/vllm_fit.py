@@ -1,0 +1,333 @@
+"""Fit ``memory.vllm`` (solver/cost/engine_memory.py) from vLLM start-up memory points.
+
+Points are rows in the columns of shared/data/vllm_memory/logs.csv (``calibrate
+import-vllm-log`` writes the same). Per engine family (V0 < 0.8 <= V1: the profiling code
+differs) the fit is, in order:
+
+1. activation phases: ``mlp`` = ``MLP_COUNT`` (checked against the rows that print it);
+   ``sampler`` c_v = mean of printed peak / (R x V x 4) over rows whose peak exceeds the MLP
+   phase by > 5% (0 when none);
+2. non-torch memory per GPU: ``base`` = mean over its single-GPU rows, ``tp_extra`` = mean
+   over its TP >= 2 rows minus base (the family mean where a GPU has none); rows that print no
+   non-torch figure give it as the residual gpu_memory_utilization x total - weights (as
+   logged) - KV - predicted activation peak.
+
+Every row is then predicted end to end (weights from solver.cost.memory, not the log) and
+``kv_cache_gib`` per GPU compared, fit rows and held-out rows apart. No safety factor.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from calibrate.importers.vllm_log import LOG_COLUMNS
+from calibrate.memory.phases import predict
+from solver.cost import engine_settings as es
+from solver.cost.activation import phase_terms
+from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
+from solver.errors import InputError
+from solver.inputs.fields import read_text
+from solver.inputs.model import ModelSpec, load_model, parse_hf_config
+from solver.units import GIB
+
+_NUMERIC = ("gpu_total_gib", "tp", "pp", "gpu_memory_utilization", "max_model_len", "max_num_batched_tokens",
+            "max_num_seqs", "weights_gib", "non_torch_gib", "activation_peak_gib", "kv_cache_gib", "kv_tokens",
+            "gpu_blocks", "block_size", "cudagraph_gib")
+
+# HF model id -> (preset name or HF config dict, max_position_embeddings, source). Shapes only.
+MODELS = {
+    "meta-llama/Meta-Llama-3-8B": ("llama3-8b", 8192, "preset llama3-8b"),
+    "meta-llama/Llama-3.1-8B-Instruct": ("llama3-8b", 131072, "Llama-3.1-8B: the llama3-8b shapes; "
+                                                              "max_position_embeddings 131072 (HF config.json)"),
+    "Qwen/Qwen2-7B-Instruct": ("qwen2.5-7b", 32768, "Qwen2-7B has the qwen2.5-7b shapes (HF config.json)"),
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": (
+        {"model_type": "qwen2", "num_hidden_layers": 48, "hidden_size": 5120, "num_attention_heads": 40,
+         "num_key_value_heads": 8, "intermediate_size": 13824, "vocab_size": 152064,
+         "tie_word_embeddings": False}, 131072,
+        "HF config.json of deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"),
+}
+# GPU name (as in the points) -> memory torch reports, GiB, where the row does not print it.
+GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-SXM4-80GB (81,920 MiB - 768 MiB "
+                                      "reserved = 79.25 GiB), as printed in vLLM logs"),
+                 "A100 40GB": (39.39, "torch total of an A100-40GB (40,339 MiB), as printed in vLLM logs"),
+                 "RTX 4090": (23.65, "torch total of an RTX 4090 (24,217 MiB)"),
+                 "RTX 3090": (23.58, "as printed in the #10517 log")}
+# Rows whose thread gives no version: the log format dates them (README of the data set).
+VERSION_FROM_FORMAT = {"https://github.com/vllm-project/vllm/issues/10517": "0.6.4",
+                       "https://github.com/vllm-project/vllm/issues/13061": "0.7"}
+
+
+def read_points(path: str) -> list[dict]:
+    rows = []
+    for i, r in enumerate(csv.DictReader(read_text(path, newline="").splitlines()), start=2):
+        missing = [c for c in ("model", "gpu", "tp") if c not in r]
+        if missing:
+            raise InputError(path, missing[0], "missing column (calibrate/importers/vllm_log.py LOG_COLUMNS)")
+        row = {k: (v or "").strip() for k, v in r.items() if k in LOG_COLUMNS}
+        for c in _NUMERIC:
+            v = row.get(c, "")
+            try:
+                row[c] = float(v) if v else None
+            except ValueError:
+                raise InputError(path, f"line {i}: {c}", f"not a number: {v!r}") from None
+        row["line"] = i
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Case:
+    """A point the model can predict: the engine it describes, resolved."""
+    row: dict
+    model: ModelSpec
+    version: tuple[int, int]
+    total_gib: float
+    util: float
+    tokens: int          # the profile run's max_num_batched_tokens
+    sampler_rows: int
+    max_model_len: int
+    tp: int
+    pp: int
+    act_bytes: int = 2
+    notes: list = field(default_factory=list)
+
+    @property
+    def family(self) -> str:
+        return "v1" if es.is_v1(self.version) else "v0"
+
+    def weights_bytes(self) -> float:
+        m = self.model
+        return stage_weight_bytes(m, self.tp, m.num_layers, True, True, self.act_bytes)
+
+    def terms(self) -> dict:
+        return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
+
+    def kv_measured_gib(self) -> float | None:
+        r = self.row
+        if r.get("kv_cache_gib") is not None:
+            return r["kv_cache_gib"]
+        per_tok = kv_bytes_per_token(self.model, self.tp, self.model.num_layers, self.act_bytes)
+        if r.get("kv_tokens") is not None:
+            return r["kv_tokens"] * per_tok / GIB
+        if r.get("gpu_blocks") is not None:
+            return r["gpu_blocks"] * 16 * per_tok / GIB
+        return None
+
+
+def resolve(row: dict) -> tuple[Case | None, str]:
+    """(case, "") or (None, why the row cannot be predicted)."""
+    if row["model"] not in MODELS:
+        return None, "model shapes not in the table (MoE/multimodal/hybrid or unnamed checkpoint)"
+    if (row.get("quantization") or "") or (row.get("kv_cache_dtype") or "") not in ("", "auto"):
+        return None, "quantized weights or KV"
+    spec, max_pos, _src = MODELS[row["model"]]
+    model = load_model(spec) if isinstance(spec, str) else parse_hf_config(spec, row["model"])
+    text = row.get("vllm_version") or VERSION_FROM_FORMAT.get(row.get("source_url", ""), "")
+    try:
+        version = es.parse_version(text, "vllm_version")
+    except InputError:
+        return None, f"vLLM version {text or 'unknown'} outside 0.6-0.11"
+    total = row.get("gpu_total_gib") or GPU_TOTAL_GIB.get(row["gpu"], (None,))[0]
+    if total is None:
+        return None, f"GPU memory of {row['gpu']} unknown"
+    tp, pp = int(row["tp"] or 1), int(row.get("pp") or 1)
+    mml = int(row.get("max_model_len") or max_pos)
+    chunked = es.chunked_default(version, mml)[0]
+    large_name = "H100" if "H100" in row["gpu"] else row["gpu"]
+    tokens = int(row.get("max_num_batched_tokens") or
+                 es.batched_tokens_default(version, chunked, mml, large_name, total, "serve")[0])
+    seqs = int(row.get("max_num_seqs") or es.max_num_seqs_default(version, large_name, total)[0])
+    rows = min(seqs, tokens) if es.is_v1(version) else seqs
+    case = Case(row, model, version, total, row.get("gpu_memory_utilization") or 0.9, tokens, rows, mml, tp, pp)
+    if case.kv_measured_gib() is None and row.get("activation_peak_gib") is None:
+        return None, "no KV or activation figure"
+    return case, ""
+
+
+def is_held(row: dict, clauses: list[tuple[str, str]]) -> bool:
+    return any(str(row.get(k) if row.get(k) is not None else "") in (v, _float_text(v)) for k, v in clauses)
+
+
+def _float_text(v: str) -> str:
+    try:
+        return str(float(v))
+    except ValueError:
+        return v
+
+
+def parse_holdout(spec: str) -> list[tuple[str, str]]:
+    out = []
+    for part in filter(None, (s.strip() for s in (spec or "").split(";"))):
+        if "=" not in part:
+            raise InputError("--holdout", part, "expected COLUMN=VALUE[;COLUMN=VALUE...]")
+        k, v = (s.strip() for s in part.split("=", 1))
+        if k not in LOG_COLUMNS:
+            raise InputError("--holdout", k, "not a column of the points CSV")
+        out.append((k, v))
+    return out
+
+
+# The MLP phase of vLLM's dummy forward, counted: residual, normed hidden state and the
+# down-projection output (3 x h), gate_up output and its SiLU-and-mul product (3 x f/t; vLLM's
+# fused kernels keep no fp32 norm temporaries). The two RTX 3090 rows (#10517, 20,000 and
+# 29,000 tokens) print 2.07 and 2.99 GiB: 13.5 units of T*h*p = 3 + 3 x 3.5, to 0.5%. The
+# points hold one model shape per TP at most, so the count is not refitted from them.
+MLP_COUNT = {"c_h": 3.0, "c_f_t": 3.0}
+
+
+@dataclass
+class FamilyFit:
+    family: str
+    phases: dict
+    non_torch: dict           # GPU name (or "*": the family mean) -> {"base", "tp_extra"} GiB
+    fit_cases: list
+    held_cases: list
+    how: list = field(default_factory=list)
+
+    def nt_gib(self, gpu: str, tp: int) -> float:
+        nt = self.non_torch.get(gpu) or self.non_torch["*"]
+        extra = nt.get("tp_extra")
+        if extra is None:
+            extra = self.non_torch["*"].get("tp_extra") or 0.0
+        return nt["base"] + (extra if tp >= 2 else 0.0)
+
+
+def _mean(vals: list[float]) -> float | None:
+    return float(np.mean(vals)) if vals else None
+
+
+def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
+    how = []
+    mlp = dict(MLP_COUNT)
+    over = [c for c in fit if c.row.get("activation_peak_gib") is not None
+            and c.row["activation_peak_gib"] * GIB > 1.05 * predict({"mlp": mlp}, c.terms())[0]
+            and c.terms()["c_v"] > 0]
+    c_v = _mean([c.row["activation_peak_gib"] * GIB / c.terms()["c_v"] for c in over]) or 0.0
+    how.append(f"sampler phase c_v = {c_v:.3f} from {len(over)} rows whose printed peak exceeds the MLP phase"
+               + (" (lines " + ", ".join(str(c.row['line']) for c in over) + ")" if over else
+                  "; none: c_v = 0 (not separable from non-torch memory in these rows)"))
+    phases = {"mlp": mlp, "sampler": {"c_v": c_v}}
+    by_gpu: dict = {}
+    for c in fit:
+        nt = c.row.get("non_torch_gib")
+        if nt is None and c.row.get("kv_cache_gib") is not None and c.row.get("weights_gib") is not None:
+            peak = predict(phases, c.terms())[0] / GIB
+            nt = c.util * c.total_gib - c.row["weights_gib"] - c.row["kv_cache_gib"] - peak
+            how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
+        if nt is not None:
+            by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[1 if c.tp == 1 else 2].append(nt)
+    non_torch = {}
+    for gpu, d in by_gpu.items():
+        base = _mean(d[1])
+        if base is not None:
+            multi = _mean(d[2])
+            non_torch[gpu] = {"base": base, "tp_extra": max(0.0, multi - base) if multi is not None else None}
+    if not non_torch:
+        raise InputError("points", "non_torch_gib", f"no single-GPU {family} row gives non-torch memory")
+    extras = [v["tp_extra"] for v in non_torch.values() if v["tp_extra"] is not None]
+    non_torch["*"] = {"base": _mean([v["base"] for v in non_torch.values()]), "tp_extra": _mean(extras)}
+    return FamilyFit(family, phases, non_torch, fit, held, how)
+
+
+def predict_case(c: Case, ff: FamilyFit) -> dict:
+    """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV."""
+    peak, phase = predict(ff.phases, c.terms())
+    nt = ff.nt_gib(c.row["gpu"], c.tp)
+    w = c.weights_bytes() / GIB
+    kv = c.util * c.total_gib - w - nt - peak / GIB
+    return {"weights_gib": w, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
+            "kv_cache_gib": kv}
+
+
+def kv_error(c: Case, ff: FamilyFit) -> float | None:
+    meas = c.kv_measured_gib()
+    if meas is None or meas <= 0:
+        return None
+    return predict_case(c, ff)["kv_cache_gib"] / meas - 1
+
+
+def relerr(errs: list[float]) -> dict:
+    a = [abs(e) for e in errs if e is not None and math.isfinite(e)]
+    return {"n": len(a), "mean_rel": round(float(np.mean(a)), 4) if a else None,
+            "max_rel": round(float(np.max(a)), 4) if a else None}
+
+
+def fit_points(paths: list[str], holdout_spec: str) -> tuple[dict, list[dict]]:
+    """(family -> FamilyFit, skipped rows with reasons) over every point CSV."""
+    clauses = parse_holdout(holdout_spec)
+    cases: dict = {"v0": ([], []), "v1": ([], [])}
+    skipped = []
+    for p in paths:
+        for r in read_points(p):
+            c, why = resolve(r)
+            if c is None:
+                skipped.append({**r, "why": why})
+                continue
+            cases[c.family][1 if is_held(r, clauses) else 0].append(c)
+    fits = {fam: fit_family(fam, fit, held) for fam, (fit, held) in cases.items() if fit}
+    return fits, skipped
+
+
+def _rec(value: float, source: str, ref: str, plausible: tuple | None = None, note: str = "") -> dict:
+    out = {"value": round(value, 4), "source": source, "ref": ref}
+    if plausible is not None:
+        out["plausible"] = [round(min(plausible[0], value), 4), round(max(plausible[1], value), 4)]
+    if note:
+        out["note"] = note
+    return out
+
+
+def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, holdout_spec: str,
+                   all_fits: dict) -> dict:
+    """``memory.vllm`` for one GPU profile. ``profile_gpu_matches(name)`` says whether a point's
+    GPU is this profile's; its own non-torch figures are ``published``, else the family mean
+    is a ``default`` whose plausible range spans every GPU and engine family in the points."""
+    own = next((g for g in ff.non_torch if g != "*" and profile_gpu_matches(g)), None)
+    spread = [v[k] for f in all_fits.values() for g, v in f.non_torch.items() if g != "*"
+              for k in ("base",) if v.get(k) is not None]
+    extras = [v["tp_extra"] for f in all_fits.values() for g, v in f.non_torch.items()
+              if g != "*" and v.get("tp_extra") is not None]
+    fit_err = relerr([kv_error(c, ff) for c in ff.fit_cases])
+    held_err = relerr([kv_error(c, ff) for c in ff.held_cases])
+    err = {"metric": "|predicted/logged - 1| of KV cache GiB per GPU", "fit": fit_err, "held_out": held_err,
+           "holdout": holdout_spec}
+    if own:
+        nt = ff.non_torch[own]
+        base = _rec(nt["base"], "published", f"{ref}: mean of {own} single-GPU rows")
+        extra_v = nt["tp_extra"] if nt["tp_extra"] is not None else ff.non_torch["*"]["tp_extra"] or 0.0
+        extra = (_rec(extra_v, "published", f"{ref}: {own} TP >= 2 rows minus base") if nt["tp_extra"] is not None
+                 else _rec(extra_v, "default", f"{ref}: mean over GPUs (none of {own} at TP >= 2)",
+                           (min(extras or [0.0]), max(extras or [extra_v]))))
+    else:
+        star = ff.non_torch["*"]
+        base = _rec(star["base"], "default", f"{ref}: mean over other GPUs' rows (none of this GPU)",
+                    (min(spread), max(spread)))
+        extra = _rec(star["tp_extra"] or 0.0, "default", f"{ref}: mean over other GPUs' TP >= 2 rows",
+                     (0.0, max(extras or [0.0])))
+    graphs = [c.row["cudagraph_gib"] for c in ff.fit_cases + ff.held_cases if c.row.get("cudagraph_gib")]
+    gsrc = "published" if graphs else "default"
+    g_val = float(np.median(graphs)) if graphs else 0.5
+    return {
+        "version": version,
+        "non_torch_gib": {"base": base, "tp_extra": extra,
+                          "note": "memory outside torch's allocator after the profile run: CUDA context, NCCL "
+                                  "communicators, custom all-reduce buffers (TP >= 2)"},
+        "activation_peak": {
+            "model": "phases_max_v1", "runtime": f"vllm {version}",
+            "phases": {n: {k: round(v, 6) for k, v in c.items()} for n, c in ff.phases.items()},
+            "source": "published", "ref": ref, "fit_error": err,
+            "note": "profile run: one dummy forward of max_num_batched_tokens tokens (MLP phase, counted and "
+                    "checked on the logs) and the sampler over min(max_num_seqs, max_num_batched_tokens) rows "
+                    "of fp32 logits. " + " | ".join(ff.how)},
+        "cudagraph_gib": _rec(g_val, gsrc, f"{ref}: median 'Graph capturing finished ... took X GiB'",
+                              (min(graphs or [0.3]), max(graphs or [2.0]))),
+        "fragmentation_frac": _rec(0.0, "published", "vLLM subtracts torch's allocated peak, not reserved memory "
+                                                     "(Worker.determine_available_memory): no fragmentation term"),
+        "cudagraph_in_budget": False,
+        "note": "vLLM's own accounting (docs/vllm_memory.md): kv = gpu_memory_utilization x total - weights - "
+                "non_torch - activation_peak; CUDA graphs are captured after the KV cache is sized",
+    }
