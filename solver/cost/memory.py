@@ -6,6 +6,7 @@ vocab-parallel embedding on the first stage and the LM head on the last.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -64,13 +65,20 @@ def layer_weight_bytes(model: ModelSpec, tp: int, weight_bytes, kind: LayerKind 
     """One decoder layer of ``kind`` (default: the model's last layer) on one TP rank, each
     tensor group at its bytes per weight (``weight_bytes``: a WeightFormat, or one number
     for every group)."""
-    fmt = as_format(weight_bytes)
+    return _layer_weight_bytes(model, tp, as_format(weight_bytes), model.layers[-1] if kind is None else kind)
+
+
+@functools.lru_cache(maxsize=4096)
+def _layer_weight_bytes(model: ModelSpec, tp: int, fmt: WeightFormat, kind: LayerKind) -> float:
+    """Memoised: a planner asks the same (model, t, format, kind) thousands of times."""
     return sum((expert_params_per_rank(model, tp, fmt) if t.group == "experts" else params_per_rank(model, t, tp))
                * fmt.bytes_for(t.group) for t in model.layer_tensors(kind))
 
 
 def layers_weight_bytes(model: ModelSpec, tp: int, weight_bytes, layers) -> float:
     """Sum of ``layer_weight_bytes`` over ``layers`` (LayerKinds), one evaluation per kind."""
+    if model.uniform:
+        return len(layers) * layer_weight_bytes(model, tp, weight_bytes, model.layers[0]) if layers else 0.0
     return sum(n * layer_weight_bytes(model, tp, weight_bytes, k) for k, n in Counter(layers).items())
 
 

@@ -94,7 +94,7 @@ class ModelSpec:
 
     @property
     def uniform(self) -> bool:
-        return len(set(self.layers)) == 1
+        return not self.layer_kinds or len(set(self.layer_kinds)) == 1
 
     @property
     def q_dim(self) -> int:

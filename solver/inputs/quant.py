@@ -15,6 +15,7 @@ are one number per tensor or per row: under 0.1% of the weight bytes, counted as
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 from solver.errors import InputError
@@ -115,6 +116,7 @@ class WeightFormat:
         return self.scheme.compute_dtype
 
 
+@functools.lru_cache(maxsize=64)
 def weight_format(name: str, act_dtype: str = "") -> WeightFormat:
     """The format of ``--dtype name`` with the scheme's default groups. 16-bit schemes keep
     everything in that dtype; quantized ones run activations in bf16 (AWQ/GPTQ kernels in
