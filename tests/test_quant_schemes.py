@@ -80,3 +80,34 @@ def test_mxfp4_experts_padded_as_vllm_loads_them():
     assert expert_params_per_rank(m20, 1, m20.weight_format) == 868_220_928
     # bf16 experts are not padded: 128 x 3 x 2880 x 2880 / 4
     assert expert_params_per_rank(m120, 4, weight_format("bf16")) == 128 * 3 * 2880 * 2880 / 4
+
+
+def test_exclusions_matched_against_module_names():
+    """2-layer llama (h 64, 4 heads, f 128). Kimi-style compressed-tensors ignore:
+    're:.*self_attn.*' keeps attention 16-bit; 're:.*mlp\\.(gate|up|down)_proj.*' the dense MLP
+    -> nothing left to quantize in a dense model. ModelOpt per-layer exclusion of layer 0's
+    attention: 1 of 2 layers -> attn excluded_frac 0.5, bytes 0.5 x 0.5625 + 0.5 x 2 = 1.28125."""
+    from solver.inputs.quant_config import parse_quant
+    from solver.inputs.model import parse_hf_config
+    cfg = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+           "vocab_size": 100, "intermediate_size": 128}
+    spec = parse_hf_config(cfg, "c.json")
+    kimi = {"quant_method": "compressed-tensors", "ignore": ["lm_head", "re:.*self_attn.*",
+                                                             "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"],
+            "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int", "group_size": 32}}}}
+    fmt = parse_quant({"quantization_config": kimi}, {}, "c.json", spec, None)
+    assert fmt.name == "w4a16" and not ({"attn", "mlp"} & fmt.quantized)
+    assert fmt.bytes_for("experts") == pytest.approx(0.5 + 2 / 32)
+    nv = ({"quantization": {"quant_algo": "NVFP4", "group_size": 16,
+                            "exclude_modules": ["lm_head", "model.layers.0.self_attn*"]}}, "hf_quant_config.json")
+    fmt = parse_quant({}, {}, "c.json", spec, nv)
+    assert fmt.excluded_frac == (("attn", 0.5),)
+    assert fmt.bytes_for("attn") == pytest.approx(1.28125)
+    assert fmt.bytes_for("mlp") == 0.5625
+
+
+def test_router_named_gate_is_not_gate_proj():
+    """MiniMax's modules_to_not_convert ['gate'] names the router (mlp.gate), not gate_proj."""
+    from solver.inputs.quant_config import _pattern_regex
+    rx = _pattern_regex(["gate"])
+    assert rx.match("model.layers.1.mlp.gate") and not rx.match("model.layers.1.mlp.gate_proj")

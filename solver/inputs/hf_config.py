@@ -57,6 +57,9 @@ UNSUPPORTED = {
     "altup_num_inputs": "AltUp (gemma-3n) is not modelled",
     "hidden_size_per_layer_input": "per-layer input embeddings (gemma-3n/4) are not modelled",
     "use_double_wide_mlp": "double-wide MLP layers are not modelled",
+    "block_configs": "per-layer block configs (Nemotron NAS: skipped attention, varying MLP widths) are not modelled",
+    "linear_attn_config": "linear-attention layers (Kimi Linear) are not modelled",
+    "routed_expert_hidden_size": "latent MoE (routed experts at a reduced hidden size) is not modelled",
 }
 
 
@@ -115,7 +118,8 @@ def parse_hf_config(cfg: object, where: str, name: str = "model",
     head_dim = _int(cfg, where, "head_dim", default=h // a)
     num_layers = _int(cfg, where, "num_hidden_layers", "n_layer")
     experts = _int(cfg, where, "num_local_experts", "num_experts", "n_routed_experts", default=1)
-    top_k = _int(cfg, where, "num_experts_per_tok", "experts_per_token", default=1) if experts > 1 else 1
+    top_k = (_int(cfg, where, "num_experts_per_tok", "experts_per_token", "num_experts_per_token", "top_k_experts",
+                  default=1) if experts > 1 else 1)
     if top_k > experts:
         raise InputError(where, "num_experts_per_tok", f"{top_k} exceeds the {experts} experts")
     if experts == 1 and cfg.get("moe_intermediate_size"):
@@ -177,8 +181,8 @@ def _shared_ffn(cfg: dict, where: str, model_type: str, experts: int, expert_ffn
         return 0
     if cfg.get("shared_expert_intermediate_size"):
         return _int(cfg, where, "shared_expert_intermediate_size")
-    if cfg.get("n_shared_experts"):
-        return _int(cfg, where, "n_shared_experts") * expert_ffn
+    if cfg.get("n_shared_experts") or cfg.get("num_shared_experts"):
+        return _int(cfg, where, "n_shared_experts", "num_shared_experts") * expert_ffn
     if model_type.startswith("llama4"):
         return _int(cfg, where, "intermediate_size")  # Llama4MoE: one shared expert of the expert width
     return 0
@@ -187,6 +191,11 @@ def _shared_ffn(cfg: dict, where: str, model_type: str, experts: int, expert_ffn
 def _moe_layers(cfg: dict, where: str, model_type: str, n: int, experts: int) -> list[bool]:
     if experts == 1:
         return [False] * n
+    if isinstance(cfg.get("moe_layer_freq"), list):  # one 0/1 flag per layer (MiMo-V2, MiniMax-M3)
+        flags = cfg["moe_layer_freq"]
+        if len(flags) != n or any(f not in (0, 1) for f in flags):
+            raise InputError(where, "moe_layer_freq", f"as a list must hold one 0/1 per layer ({n}), got {flags!r}")
+        return [bool(f) for f in flags]
     if "first_k_dense_replace" in cfg or "moe_layer_freq" in cfg:  # DeepSeek-V2/V3, Kimi
         k = _int(cfg, where, "first_k_dense_replace", default=0, minimum=0)
         freq = _int(cfg, where, "moe_layer_freq", default=1)

@@ -38,13 +38,14 @@ class LayerKind:
 
 @dataclass(frozen=True)
 class Tensor:
-    """Parameters of one layer that share a group, a sharding and an activity:
+    """Parameters of one layer module that share a group, a sharding and an activity:
     ``active`` is the fraction a token multiplies through (top-k/E for routed experts;
     0 for norms and biases, which are elementwise)."""
     params: int
     group: str
     shard: str
     active: float = 1.0
+    module: str = ""  # HF module path inside the layer (quantization exclusions match it)
 
 
 @dataclass(frozen=True)
@@ -118,18 +119,23 @@ class ModelSpec:
             qk = self.qk_nope_head_dim + self.qk_rope_head_dim
             out = []
             if self.q_lora_rank:  # q_a (replicated in vLLM), its norm, q_b (column-parallel)
-                out += [Tensor(h * self.q_lora_rank, "attn", REPLICATED),
-                        Tensor(self.q_lora_rank, "norm", REPLICATED, 0.0),
-                        Tensor(self.q_lora_rank * a * qk, "attn", SPLIT)]
+                out += [Tensor(h * self.q_lora_rank, "attn", REPLICATED, module="self_attn.q_a_proj"),
+                        Tensor(self.q_lora_rank, "norm", REPLICATED, 0.0, "self_attn.q_a_layernorm"),
+                        Tensor(self.q_lora_rank * a * qk, "attn", SPLIT, module="self_attn.q_b_proj")]
             else:
-                out.append(Tensor(h * a * qk, "attn", SPLIT))
+                out.append(Tensor(h * a * qk, "attn", SPLIT, module="self_attn.q_proj"))
             return out + [
-                Tensor(h * (self.kv_lora_rank + self.qk_rope_head_dim), "attn", REPLICATED),  # kv_a_proj_with_mqa
-                Tensor(self.kv_lora_rank, "norm", REPLICATED, 0.0),                             # kv_a_layernorm
-                Tensor(self.kv_lora_rank * a * (self.qk_nope_head_dim + self.v_head_dim), "attn", SPLIT),  # kv_b
-                Tensor(a * self.v_head_dim * h, "attn", SPLIT),                                   # o_proj
+                Tensor(h * (self.kv_lora_rank + self.qk_rope_head_dim), "attn", REPLICATED,
+                       module="self_attn.kv_a_proj_with_mqa"),
+                Tensor(self.kv_lora_rank, "norm", REPLICATED, 0.0, "self_attn.kv_a_layernorm"),
+                Tensor(self.kv_lora_rank * a * (self.qk_nope_head_dim + self.v_head_dim), "attn", SPLIT,
+                       module="self_attn.kv_b_proj"),
+                Tensor(a * self.v_head_dim * h, "attn", SPLIT, module="self_attn.o_proj"),
             ]
-        out = [Tensor(2 * h * self.q_dim, "attn", SPLIT), Tensor(2 * h * self.kv_dim, "attn", KV_HEADS)]
+        out = [Tensor(h * self.q_dim, "attn", SPLIT, module="self_attn.q_proj"),
+               Tensor(h * self.kv_dim, "attn", KV_HEADS, module="self_attn.k_proj"),
+               Tensor(h * self.kv_dim, "attn", KV_HEADS, module="self_attn.v_proj"),
+               Tensor(self.q_dim * h, "attn", SPLIT, module="self_attn.o_proj")]
         if self.qkv_bias:
             out += [Tensor(self.q_dim, "bias", SPLIT, 0.0), Tensor(2 * self.kv_dim, "bias", KV_HEADS, 0.0)]
         if self.o_bias:
@@ -141,17 +147,21 @@ class ModelSpec:
     def mlp_params_per_expert(self) -> int:
         return (3 if self.gated_mlp else 2) * self.hidden_size * self.ffn_size
 
+    def _projections(self, width: int, group: str, prefix: str) -> list[Tensor]:
+        names = ("gate_proj", "up_proj", "down_proj") if self.gated_mlp else ("up_proj", "down_proj")
+        return [Tensor(self.hidden_size * width, group, SPLIT, module=f"{prefix}.{n}") for n in names]
+
     def mlp_tensors(self, kind: LayerKind) -> list[Tensor]:
-        h, mats = self.hidden_size, (3 if self.gated_mlp else 2)
+        h = self.hidden_size
         if not kind.moe:
-            return [Tensor(mats * h * (self.dense_ffn_size or self.ffn_size), "mlp", SPLIT)]
+            return self._projections(self.dense_ffn_size or self.ffn_size, "mlp", "mlp")
         out = [Tensor(self.num_experts * self.mlp_params_per_expert(), "experts", SPLIT,
-                      self.experts_per_token / self.num_experts),
-               Tensor(h * self.num_experts, "router", REPLICATED)]
+                      self.experts_per_token / self.num_experts, "mlp.experts"),
+               Tensor(h * self.num_experts, "router", REPLICATED, module="mlp.gate")]
         if self.shared_expert_ffn_size:
-            out.append(Tensor(mats * h * self.shared_expert_ffn_size, "shared_experts", SPLIT))
+            out += self._projections(self.shared_expert_ffn_size, "shared_experts", "mlp.shared_experts")
         if self.shared_expert_gate:
-            out.append(Tensor(h, "router", REPLICATED))
+            out.append(Tensor(h, "router", REPLICATED, module="mlp.shared_expert_gate"))
         return out
 
     def layer_tensors(self, kind: LayerKind | None = None) -> list[Tensor]:

@@ -11,6 +11,7 @@ towers) are ignored: the planner models the language model only.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import replace
 
@@ -19,7 +20,6 @@ from solver.inputs.quant import LINEAR_GROUPS, SCHEMES, WeightFormat, weight_for
 
 SUPPORTED_METHODS = ("fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "marlin", "compressed-tensors",
                      "modelopt", "modelopt_fp4", "mxfp4")
-_MLP_GROUPS = {"mlp", "experts", "shared_experts"}
 
 
 def parse_quant(outer: dict, cfg: dict, where: str, spec, hf_quant: tuple | None) -> WeightFormat | None:
@@ -120,51 +120,59 @@ def _fmt(name: str, **changes) -> WeightFormat:
     return replace(fmt, scheme=replace(fmt.scheme, **changes)) if changes else fmt
 
 
-_LAYER = re.compile(r"layers\.(\d+)")
+# How checkpoints name a layer's modules: the layer prefix (plain, multimodal wrappers) and
+# the block names other architectures use for ours (Mixtral block_sparse_moe, Llama-4
+# feed_forward, Qwen-MoE's singular shared_expert).
+_LAYER_PREFIXES = ("model.layers.{i}.", "model.language_model.layers.{i}.", "language_model.model.layers.{i}.",
+                   "layers.{i}.")
+_ALIASES = (("mlp.", ("feed_forward.", "ffn.", "block_sparse_moe.")), ("self_attn.", ("attn.", "attention.")),
+            ("shared_experts", ("shared_expert",)))
+_TOP_NAMES = {"embedding": ("model.embed_tokens", "model.language_model.embed_tokens",
+                            "language_model.model.embed_tokens", "embed_tokens", "transformer.wte"),
+              "lm_head": ("lm_head", "language_model.lm_head", "head")}
 
 
-def _groups_of(pattern: str) -> set[str]:
-    """Tensor groups a module name or pattern covers (empty: nothing the planner models
-    stays unquantized by it, e.g. norms, the router or a vision tower)."""
-    p = pattern.lower().removeprefix("re:")
-    if "vision" in p or "visual" in p or "mm_projector" in p or "multi_modal" in p:
-        return set()
-    if "lm_head" in p or p == "head":
-        return {"lm_head"}
-    if "embed_tokens" in p or p.endswith("wte"):
-        return {"embedding"}
-    if "attn" in p or "attention" in p:
-        return {"attn"}
-    if "shared_expert" in p:
-        return {"shared_experts"}
-    if ".experts" in p:
-        return {"experts"}
-    if re.search(r"(mlp|block_sparse_moe)\.gate$", p) or "router" in p or "e_score" in p or "norm" in p:
-        return set()
-    if "mlp" in p or "ffn" in p:
-        return set(_MLP_GROUPS)
-    if re.search(r"layers\.\d+\.?\*?$", p):  # a whole layer
-        return {"attn"} | _MLP_GROUPS
-    return set()
+def _pattern_regex(patterns: list[str]) -> re.Pattern | None:
+    """One regex for a checkpoint's exclusion list, matched against full module names:
+    ``re:`` entries are regexes (compressed-tensors ``ignore``), entries with * ? [ are
+    globs (ModelOpt ``exclude_modules``), plain entries name a module, a module prefix
+    (``model.layers.3.self_attn``) or a trailing name (``lm_head``, ``gate``), as vLLM's
+    ``is_layer_skipped`` and transformers' ``modules_to_not_convert`` read them."""
+    parts = []
+    for p in patterns:
+        if p.startswith("re:"):
+            parts.append(f"(?:{p[3:]}).*")  # re.match: a prefix match
+        elif any(c in p for c in "*?["):
+            parts.append(fnmatch.translate(p).removesuffix(r"\Z").removeprefix("(?s:").removesuffix(")"))
+        else:
+            q = re.escape(p)
+            parts.append(f"(?:{q}(?:\\..*)?|.*\\.{q})")
+    return re.compile("|".join(f"(?:{x})$" for x in parts)) if parts else None
+
+
+def _names(module: str, layer: int) -> list[str]:
+    variants = {module}
+    for old, news in _ALIASES:
+        variants |= {v.replace(old, new, 1) for v in list(variants) if old in v for new in news}
+    return [pre.format(i=layer) + v for pre in _LAYER_PREFIXES for v in variants]
 
 
 def _apply_exclusions(fmt: WeightFormat, patterns: list[str], spec) -> WeightFormat:
-    everywhere, per_layer = set(), {}  # group -> layer indices excluded
-    for pat in patterns:
-        groups = _groups_of(pat) & set(fmt.quantized)
-        m = _LAYER.search(pat)
-        for g in groups:
-            if m and g not in ("lm_head", "embedding"):
-                per_layer.setdefault(g, set()).add(int(m.group(1)))
-            else:
-                everywhere.add(g)
-    fracs = []
-    kinds = spec.layers
-    for g, idx in per_layer.items():
-        if g in everywhere:
-            continue
-        size = [sum(t.params for t in spec.layer_tensors(k) if t.group == g) for k in kinds]
-        total = sum(size)
-        if total:
-            fracs.append((g, sum(size[i] for i in idx if i < len(size)) / total))
-    return replace(fmt, quantized=fmt.quantized - everywhere, excluded_frac=tuple(sorted(fracs)))
+    """Groups every one of whose modules the checkpoint leaves unquantized drop out of
+    ``quantized``; groups left unquantized in some layers only get that share of their
+    parameters (``WeightFormat.excluded_frac``)."""
+    rx = _pattern_regex(patterns)
+    if rx is None:
+        return fmt
+    whole = {g for g, names in _TOP_NAMES.items() if g in fmt.quantized and any(rx.match(n) for n in names)}
+    total, excluded = {}, {}
+    for i, kind in enumerate(spec.layers):
+        for t in spec.layer_tensors(kind):
+            if t.group not in fmt.quantized or not t.module:
+                continue
+            total[t.group] = total.get(t.group, 0) + t.params
+            if any(rx.match(n) for n in _names(t.module, i)):
+                excluded[t.group] = excluded.get(t.group, 0) + t.params
+    whole |= {g for g, n in excluded.items() if n == total[g]}
+    fracs = tuple(sorted((g, n / total[g]) for g, n in excluded.items() if g not in whole and n))
+    return replace(fmt, quantized=fmt.quantized - whole, excluded_frac=fracs)
