@@ -167,3 +167,21 @@ def test_hf_quant_config_beside_config(write):
     m = load_model(str(p))
     assert m.weight_format.name == "nvfp4" and m.weight_format.bytes_for("mlp") == 0.5625
     assert m.weight_format.bytes_for("lm_head") == 2
+
+
+def test_llama4_scout_parameter_count():
+    """q,o 2*5120*5120 = 52,428,800 + k,v 2*5120*1024 = 10,485,760; 16 experts x 3*5120*8192
+    = 2,013,265,920; router 5120*16 = 81,920; shared 3*5120*8192 = 125,829,120; norms 10,240
+    -> 2,202,101,760 per layer. x48 + 2 x 202048 x 5120 + 5120 = 107,769,861,120."""
+    m = load_model("llama4-scout")
+    assert m.layer_params() == 2_202_101_760
+    assert m.total_params() == 107_769_861_120
+
+
+def test_moe_layer_freq_as_a_list():
+    cfg = {"model_type": "x", "num_hidden_layers": 3, "hidden_size": 64, "num_attention_heads": 4,
+           "vocab_size": 100, "n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+           "moe_layer_freq": [0, 1, 1]}
+    assert [k.moe for k in parse_hf_config(cfg, "c.json").layers] == [False, True, True]
+    with pytest.raises(InputError, match="moe_layer_freq: as a list must hold one 0/1 per layer"):
+        parse_hf_config(dict(cfg, moe_layer_freq=[0, 1]), "c.json")
