@@ -44,8 +44,8 @@ def _bad(tmp_path, mutate):
 
 
 def test_wrong_schema_version(tmp_path):
-    e = _bad(tmp_path, lambda d: d.update(schema_version=2))
-    assert e.field == "schema_version" and "reads 1" in e.reason
+    e = _bad(tmp_path, lambda d: d.update(schema_version=3))
+    assert e.field == "schema_version" and "reads 1, 2" in e.reason
 
 
 def test_missing_section(tmp_path):

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from solver.cost import comm, compute
 from solver.cost.memory import StageMemory, padded_vocab, stage_memory
+from solver.cost.ops.compose import OpTime
+from solver.cost.ops.phases import decode_ops, prefill_ops, split_s
+from solver.cost.serving import serving_config
 from solver.inputs.model import ModelSpec
+from solver.inputs.ops_profile import tables_for
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
 
@@ -106,7 +110,25 @@ def stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int,
     return _MEMO[key]
 
 
+def stage_breakdown(stage: Stage, model: ModelSpec, workload: Workload, batch: int,
+                    runtime: str = "vllm") -> tuple[list[OpTime], list[OpTime]] | None:
+    """(prefill ops, decode-step ops) of one rank of ``stage`` when its profile has op tables
+    for ``runtime`` (schema v2), else None: the stage is timed by the roofline."""
+    tables = tables_for(stage.profile.ops, runtime)
+    if tables is None:
+        return None
+    prof, t, n, first, last = stage.profile, stage.tp, stage.n_layers, stage.first, stage.last
+    budget = serving_config(prof).batched_tokens(workload)
+    pre = prefill_ops(prof, tables, model, t, n, first, last, workload, batch, budget, runtime)
+    dec = decode_ops(prof, tables, model, t, n, first, last, workload, batch, decode_context(workload), runtime)
+    return pre, dec
+
+
 def _stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int, runtime: str) -> StageTime:
+    ops = stage_breakdown(stage, model, workload, batch, runtime)
+    if ops is not None:
+        (pre_c, pre_m), (dec_c, dec_m) = split_s(ops[0]), split_s(ops[1])
+        return StageTime(prefill_compute_s=pre_c, prefill_comm_s=pre_m, decode_compute_s=dec_c, decode_comm_s=dec_m)
     prof, t, n = stage.profile, stage.tp, stage.n_layers
     layers = model.stage_layers(n, stage.first, stage.last)
     pre = compute.prefill_layers_s(prof, model, t, workload, batch, layers)

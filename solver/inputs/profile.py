@@ -17,8 +17,12 @@ from pathlib import Path
 from solver.errors import InputError
 from solver.inputs.fields import Fields, finite_number, load_json
 from solver.inputs.memory_models import RUNTIMES, PhasesModel, parse_engine_memory, parse_phases
+from solver.inputs.ops_profile import parse_ops
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this loader reads: 1 (no op tables) and 2 (adds the optional ``ops`` section,
+# solver/inputs/ops_profile.py). Writers keep a file's version unless they add ``ops``.
+READABLE_VERSIONS = (1, 2)
 SOURCES = ("measured", "published", "synthetic", "default")
 SCOPES = ("intra_node", "inter_node")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "send_recv")
@@ -173,6 +177,7 @@ class Profile:
     prefill_elementwise_passes: Value | None = None
     # memory.<runtime> (solver/inputs/memory_models.py): the engine's own memory accounting
     engine_memory: dict = field(default_factory=dict)
+    ops: dict = field(default_factory=dict)  # schema v2: runtime key -> ops_profile.OpTables
     raw: dict = field(default_factory=dict, repr=False)
     from_folder: bool = False  # found by globbing a --profile folder (an explicit file beats it)
     # CUDA compute capability (SM version, e.g. 8.0 for A100): which weight schemes the GPU
@@ -354,10 +359,13 @@ def _engine_allreduce(data, where: str, path: str) -> EngineAllReduce:
 
 def parse_profile(data: object, where: str) -> Profile:
     top = Fields(data, where, "", ("schema_version", "gpu", "provenance", "collectives", "network",
-                                   "memory", "compute", "serving", "notes"))
+                                   "memory", "compute", "serving", "ops", "notes"))
     version = top.get("schema_version", int)
-    if version != SCHEMA_VERSION:
-        raise top.error("schema_version", f"unsupported version {version}; this solver reads {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise top.error("schema_version", f"unsupported version {version}; this solver reads "
+                                          f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if "ops" in top.data and version < 2:
+        raise top.error("ops", "op tables need schema_version 2")
     g = Fields(top.get("gpu", dict), where, "gpu", ("name", "aliases", "memory_gib", "interconnect",
                                                     "intra_node_gbps", "peak_tflops", "hbm_gbps", "note",
                                                     "compute_capability"))
@@ -406,6 +414,7 @@ def parse_profile(data: object, where: str) -> Profile:
                                     if "prefill_elementwise_passes" in comp.data else None),
         engine_memory={rt: parse_engine_memory(mem.data[rt], where, rt, _value, SOURCES)
                        for rt in RUNTIMES if rt in mem.data},
+        ops=parse_ops(top.data["ops"], where) if "ops" in top.data else {},
         raw=data,
         compute_capability=(_value(g.data["compute_capability"], where, "gpu.compute_capability", POSITIVE)
                             if "compute_capability" in g.data else None),

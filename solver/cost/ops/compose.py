@@ -1,0 +1,159 @@
+"""One step of one pipeline stage as a sum of op times (design.md section 9).
+
+A step runs ``prefill_tokens`` prompt tokens (``prefill_batch`` sequences of ``prefill_len``
+tokens, possibly one chunk of them) together with ``decode_batch`` sequences decoding one
+token each at ``context`` -- vLLM's V1 scheduler mixes both in one forward. Per layer, at
+the TP shard t (kv heads replicated past a_kv):
+
+- GEMMs over all T = prefill + decode tokens: qkv (k=h, n=(a/t + 2 a_kv')d), o (k=a d/t,
+  n=h), gate/up (k=h, n=2f/t; f/t without a gate), down (k=f/t, n=h); MoE: router (n=E)
+  and, per expert touched, its gate/up and down GEMMs at T*k/touched tokens;
+- attention: prefill over (batch, len), decode over (batch, context), from their tables;
+- elementwise: two fused residual-add + RMSNorm (read x and residual, write both: 4 T h p),
+  rotary on q and k (read + write), the gated activation (read 2f/t, write f/t);
+- two all-reduces of T*h*p (after o and after down) when t > 1.
+
+The stage adds the LM head GEMM (last stage, one row per sequence sampled), the embedding
+all-reduce (first stage) or the all-gather of the activations it receives, the logits
+all-gather (last stage), and the runtime's fixed per-step overhead (last stage: the engine
+samples there). Ops with no table fall back to the roofline, labelled as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from solver.cost import comm
+from solver.cost.compute import experts_touched
+from solver.cost.memory import kv_heads_per_gpu, padded_vocab
+from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s
+from solver.inputs.model import ModelSpec
+from solver.inputs.ops_profile import OpTables
+from solver.inputs.profile import Profile
+from solver.inputs.workload import Workload
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """``count`` calls of one op in the step, ``seconds`` each."""
+    name: str
+    kind: str          # gemm | attention | elementwise | all_reduce | all_gather | overhead
+    seconds: float
+    count: float
+    source: str
+
+    @property
+    def total_s(self) -> float:
+        return self.seconds * self.count
+
+    @property
+    def comm(self) -> bool:
+        return self.kind in ("all_reduce", "all_gather")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one forward of a stage computes."""
+    prefill_batch: int = 0
+    prefill_len: float = 0      # tokens of each prompt in this step (a chunk of it when chunked)
+    prefill_context: float = 0  # tokens each prompt attends to at the end of this step
+    decode_batch: int = 0
+    context: float = 0.0      # tokens each decoding sequence attends to
+
+    @property
+    def tokens(self) -> float:
+        return self.prefill_batch * self.prefill_len + self.decode_batch
+
+    @property
+    def rows(self) -> int:
+        """Logits rows: one per sequence in the step."""
+        return self.prefill_batch + self.decode_batch
+
+
+def _layer_gemms(model: ModelSpec, tp: int, tokens: int) -> list[tuple[str, float, float, float, float]]:
+    """(name, m, n, k, calls) of one layer's GEMMs on one rank."""
+    h, d = model.hidden_size, model.head_dim
+    qkv_n = (model.num_heads / tp + 2 * kv_heads_per_gpu(model, tp)) * d
+    out = [("qkv_proj", tokens, qkv_n, h, 1), ("o_proj", tokens, h, model.q_dim / tp, 1)]
+    up_n = (2 if model.gated_mlp else 1) * model.ffn_size / tp
+    if not model.is_moe:
+        return out + [("gate_up_proj", tokens, up_n, h, 1), ("down_proj", tokens, h, model.ffn_size / tp, 1)]
+    touched = experts_touched(model, tokens)
+    per_expert = max(1.0, tokens * model.experts_per_token / touched)
+    return out + [("router", tokens, model.num_experts, h, 1),
+                  ("expert_gate_up", per_expert, up_n, h, touched),
+                  ("expert_down", per_expert, h, model.ffn_size / tp, touched)]
+
+
+def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
+              step: Step) -> list[OpTime]:
+    """One decoder layer's ops on one rank, for ``step``."""
+    t_tok, p, dtype = step.tokens, workload.act_bytes, workload.dtype
+    ops = []
+    for name, m, n, k, calls in _layer_gemms(model, tp, t_tok):
+        s, src = gemm_s(profile, tables, m, n, k, dtype, p)
+        ops.append(OpTime(name, "gemm", s, calls, src))
+    heads, kvh, d = model.num_heads // tp, kv_heads_per_gpu(model, tp), model.head_dim
+    if step.prefill_batch:
+        s, src = attention_s(profile, tables, "prefill", step.prefill_batch, step.prefill_context, heads,
+                             kvh, d, dtype, p, workload.kv_bytes)
+        # a chunk of L queries ending at context C attends to ~L*(C - L/2) keys; the table's
+        # causal prefill of C tokens to C^2/2: the chunk pays (2L/C)(1 - L/2C) of it (1 when L = C;
+        # over the chunks of one prompt the shares add up to the whole prompt's attention)
+        frac = step.prefill_len / step.prefill_context
+        s *= 2 * frac * (1 - frac / 2)
+        ops.append(OpTime("prefill_attention", "attention", s, 1, src))
+    if step.decode_batch:
+        s, src = attention_s(profile, tables, "decode", step.decode_batch, step.context, heads, kvh, d, dtype,
+                             p, workload.kv_bytes)
+        ops.append(OpTime("decode_attention", "attention", s, 1, src))
+    h = model.hidden_size
+    f_t = model.ffn_size / tp * (model.experts_per_token if model.is_moe else 1)
+    elementwise = (("add_rmsnorm", 4 * t_tok * h * p, 2),
+                   ("rotary", 2 * t_tok * (heads + kvh) * d * p, 1),
+                   ("activation", (3 if model.gated_mlp else 2) * t_tok * f_t * p, 1))
+    for name, nbytes, calls in elementwise:
+        s, src = elementwise_s(profile, tables, nbytes)
+        ops.append(OpTime(name, "elementwise", s, calls, src))
+    if tp > 1:
+        s, src = _allreduce(profile, tables, tp, t_tok * h * p, t_tok)
+        ops.append(OpTime("all_reduce", "all_reduce", s, 2, src))
+    return ops
+
+
+def _allreduce(profile: Profile, tables: OpTables | None, tp: int, size_bytes: float, tokens: float):
+    hit = allreduce_s(profile, tables, tp, size_bytes, tokens)
+    if hit is not None:
+        return hit
+    return comm.tp_allreduce_s(profile, tp, size_bytes), "collectives fit / network block (no op table)"
+
+
+def stage_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, n_layers: int,
+              first: bool, last: bool, workload: Workload, step: Step, phase: str,
+              runtime: str = "vllm") -> list[OpTime]:
+    """Every op of one step on one rank of a stage, counts multiplied out over its layers.
+    ``phase`` ("prefill" | "decode") picks the per-step overhead."""
+    ops = [OpTime(o.name, o.kind, o.seconds, o.count * n_layers, o.source)
+           for o in layer_ops(profile, tables, model, tp, workload, step)]
+    p, h, t_tok = workload.act_bytes, model.hidden_size, step.tokens
+    if first and tp > 1:
+        s, src = _allreduce(profile, tables, tp, t_tok * h * p, t_tok)
+        ops.append(OpTime("embedding_all_reduce", "all_reduce", s, 1, src))
+    elif not first and tp > 1:
+        nbytes = comm.TENSORS_BETWEEN_STAGES[runtime] * t_tok * h * p
+        ops.append(OpTime("recv_all_gather", "all_gather", comm.tp_allgather_s(profile, tp, nbytes), 1,
+                          "collectives fit / network block"))
+    if last:
+        vocab = padded_vocab(model)
+        s, src = gemm_s(profile, tables, step.rows, vocab / tp, h, workload.dtype, p)
+        ops.append(OpTime("lm_head", "gemm", s, 1, src))
+        if tp > 1:
+            ops.append(OpTime("logits_all_gather", "all_gather",
+                              comm.tp_allgather_s(profile, tp, step.rows * vocab * p), 1,
+                              "collectives fit / network block"))
+        oh = None if tables is None else (tables.decode_step_overhead_ms if phase == "decode"
+                                          else tables.prefill_step_overhead_ms)
+        if oh is not None:
+            ops.append(OpTime("step_overhead", "overhead", oh.value * 1e-3, 1,
+                              f"{oh.source}: {oh.ref}" if oh.ref else oh.source))
+    return ops
