@@ -8,6 +8,7 @@ loader before ``os.replace`` puts it in place, so a bad write never leaves a bro
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -35,7 +36,17 @@ def write_profile(path: str | Path, data: dict) -> None:
     parse_profile(data, str(path))  # raises InputError, nothing written
     ordered = {"schema_version": data.get("schema_version", SCHEMA_VERSION)}
     ordered.update({k: v for k, v in data.items() if k != "schema_version"})
-    atomic_write_text(path, json.dumps(ordered, indent=2) + "\n")
+    atomic_write_text(path, dumps(ordered))
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][-0-9.eE+]*(?:,\s*-?[0-9][-0-9.eE+]*)*)\s*\]")
+
+
+def dumps(data: dict) -> str:
+    """JSON with 2-space indents, but each list of plain numbers on one line (op tables and
+    collective tables stay readable and small)."""
+    text = json.dumps(data, indent=2)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
 def merge_sections(base: dict | None, update: dict, sections: tuple[str, ...]) -> dict:

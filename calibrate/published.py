@@ -52,6 +52,15 @@ GPUS: dict[str, dict] = {
         "hbm_gbps": (3350.0, "NVIDIA H100 SXM datasheet, HBM3"),
         "compute_capability": (9.0, _CUDA_GPUS + ": H100 9.0"),
     },
+    "H200-SXM-141GB": {
+        "aliases": ["H200", "H200-SXM", "H200 141GB", "NVIDIA H200", "h200"],
+        "memory_gib": (141e9 / 2**30, "NVIDIA H200 datasheet: 141 GB HBM3e (141e9 bytes = 131.3 GiB)"),
+        "interconnect": "nvlink",
+        "intra_node_gbps": (450.0, "NVIDIA H200 datasheet: NVLink4 900 GB/s total = 450 per direction"),
+        "tflops": {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0},
+        "tflops_ref": "NVIDIA H200 SXM datasheet (dense, no sparsity)",
+        "hbm_gbps": (4800.0, "NVIDIA H200 SXM datasheet, HBM3e 4.8 TB/s"),
+    },
     "V100-SXM2-16GB": {
         "aliases": ["V100", "V100-16GB", "Tesla V100-SXM2-16GB", "v100"],
         "memory_gib": (16.0, "NVIDIA V100 datasheet: 16 GB HBM2, i.e. 16 GiB physical; unlike the other "

@@ -6,11 +6,12 @@ from solver.cli_common import (add_model_args, add_output_args, add_workload_arg
                                fraction, positive_float, workload_from)
 from solver.cost.pipeline import estimate_pipeline, even_split
 from solver.cost.serving import serving_config
-from solver.cost.stage import Stage, stage_mem, stage_time
+from solver.cost.stage import Stage, stage_breakdown, stage_mem, stage_time
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.model import ModelSpec, load_model
 from solver.inputs.profile import load_profile
 from solver.online_cli import add_online_args, run_online
+from solver.report.breakdown import breakdown_dict, render_breakdown
 from solver.report.table import render
 
 POSITIONS = ("only", "first", "middle", "last")
@@ -39,6 +40,9 @@ def register(sub) -> None:
                    help="NIC bandwidth between nodes, GB/s per direction (needed when stages span nodes)")
     p.add_argument("--runtime", choices=("vllm", "megatron"), default="vllm",
                    help="what crosses stage boundaries: vllm sends hidden+residual, megatron one tensor")
+    p.add_argument("--breakdown", action="store_true",
+                   help="per-op time of the prefill pass and the decode step of the (first) stage, with each "
+                        "op's source (profile op tables, schema v2; roofline when the profile has none)")
     add_workload_args(p, batch_default=1)
     g = p.add_argument_group("serving engine (with --pp; defaults: the profile's serving section, else vLLM's)")
     g.add_argument("--gpu-memory-utilization", type=fraction, default=None,
@@ -74,11 +78,31 @@ def run(args) -> int:
             payload, human = _one_stage(args, model, profile, workload)
         else:
             payload, human = _pipeline(args, model, profile, workload)
+    if args.breakdown:
+        human += _breakdown(args, model, profile, workload, payload)
     payload["inputs"] = {"model": model.name, "profile": profile.path, "gpu": profile.gpu_name, "tp": args.tp,
                          "batch": workload.batch, "prompt_len": workload.prompt_len,
                          "output_len": workload.output_len, "dtype": workload.dtype}
     emit(payload, args.json, human, warns)
     return 0
+
+
+def _breakdown(args, model, profile, workload, payload) -> str:
+    """Op breakdown of one rank of the single stage, or of the first stage of a pipeline."""
+    layers = model.num_layers if args.layers is None else args.layers
+    pos = args.stage or ("only" if layers == model.num_layers else "middle")
+    if args.pp is not None:
+        layers, pos = even_split(model.num_layers, args.pp)[0], "only" if args.pp == 1 else "first"
+    stage = Stage(profile, args.tp, layers, first=pos in ("only", "first"), last=pos in ("only", "last"))
+    with collect_warnings(args.strict):
+        ops = stage_breakdown(stage, model, workload, workload.batch, args.runtime)
+    if ops is None:
+        payload["breakdown"] = None
+        return "\n\nno op tables for this runtime in the profile: times are the roofline (no breakdown)"
+    pre, dec = breakdown_dict(ops[0]), breakdown_dict(ops[1])
+    payload["breakdown"] = {"prefill": pre, "decode_step": dec}
+    return ("\n\n" + render_breakdown(f"prefill of {workload.batch} x {workload.prompt_len} tokens, one rank", pre)
+            + "\n\n" + render_breakdown(f"decode step of {workload.batch} sequences, one rank", dec))
 
 
 def _stage_dict(mem, t) -> dict:

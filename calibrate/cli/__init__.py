@@ -17,6 +17,7 @@ _COMMANDS = [
     "calibrate.cli.report",
     "calibrate.cli.fit_serving",
     "calibrate.cli.vllm_log",
+    "calibrate.cli.import_aiconfigurator",
 ]
 
 

@@ -70,7 +70,7 @@ class Step:
         return self.prefill_batch + self.decode_batch
 
 
-def _layer_gemms(model: ModelSpec, tp: int, tokens: int) -> list[tuple[str, float, float, float, float]]:
+def layer_gemms(model: ModelSpec, tp: int, tokens: int) -> list[tuple[str, float, float, float, float]]:
     """(name, m, n, k, calls) of one layer's GEMMs on one rank."""
     h, d = model.hidden_size, model.head_dim
     qkv_n = (model.num_heads / tp + 2 * kv_heads_per_gpu(model, tp)) * d
@@ -90,7 +90,7 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     """One decoder layer's ops on one rank, for ``step``."""
     t_tok, p, dtype = step.tokens, workload.act_bytes, workload.dtype
     ops = []
-    for name, m, n, k, calls in _layer_gemms(model, tp, t_tok):
+    for name, m, n, k, calls in layer_gemms(model, tp, t_tok):
         s, src = gemm_s(profile, tables, m, n, k, dtype, p)
         ops.append(OpTime(name, "gemm", s, calls, src))
     heads, kvh, d = model.num_heads // tp, kv_heads_per_gpu(model, tp), model.head_dim
