@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the `published` parts of the shipped profiles from public data, reproducibly.
 # Each section is owned by one command; sections not rebuilt here are left untouched.
-# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives|serving|memory]
+# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives|serving|memory|ops]
+# The `ops` step (and the L40S serving fit, which runs on its op tables) needs aiconfigurator-core
+# 0.12.0 and pyarrow: pip install -e '.[import]' aiconfigurator-core==0.12.0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAL="${CALIBRATE:-calibrate}"
@@ -51,6 +53,8 @@ if [[ "$what" == all || "$what" == serving ]]; then
   VLLM="${VLLM_DATA:-../shared/data/vllm}"
   "$CAL" init --gpu L40S --out profiles/l40s.json --force
   "$CAL" init --gpu A10G --out profiles/a10g.json --force
+  # the serving constants are fitted on top of the L40S op tables (same model as every prediction)
+  "$CAL" import-aiconfigurator --system l40s --backend vllm --out profiles/l40s.json
   "$CAL" fit-serving "$VLLM/l40s_llama70b_offline.csv" --profile profiles/l40s.json \
       --fit-rows "source=our_experiment,nodes=1" --held-out "source=our_experiment" \
       --gpu-memory-utilization 0.85 --runtime "vllm 0.10.0" \
@@ -71,4 +75,16 @@ if [[ "$what" == all || "$what" == memory ]]; then
   "$CAL" fit-memory profiles/raw/h100_transformers.csv profiles/raw/h100_native.csv --out profiles/h100.json \
       --memory-runtime transformers-5.17-sdpa --compute-runtime native-sdpa --min-layers 2 \
       --holdout "tp=2;batch=8,seq=2048;batch=1,seq=8192"
+fi
+
+# ---------------------------------------------------------------- ops (A100, H100, H200 op tables)
+# NVIDIA AIConfigurator's measured per-op database (aiconfigurator-core 0.12.0, Apache-2.0,
+# systems/data/<system>/{gemm,attention,comm}/...): GEMM, prefill/decode attention, vLLM custom
+# and NCCL all-reduce, subset to the shapes of the model zoo (calibrate/importers/aiconfigurator.py).
+# The L40S tables are imported in the serving step above. H200 has no other section: datasheet + defaults.
+if [[ "$what" == all || "$what" == ops ]]; then
+  "$CAL" import-aiconfigurator --system a100_sxm --backend vllm --out profiles/a100.json
+  "$CAL" import-aiconfigurator --system h100_sxm --backend vllm --out profiles/h100.json
+  "$CAL" init --gpu H200 --out profiles/h200.json --force
+  "$CAL" import-aiconfigurator --system h200_sxm --backend vllm --out profiles/h200.json
 fi

@@ -124,12 +124,13 @@ def gemm_tables(df, ref: str) -> list[dict]:
         n_axis = bracket(sorted(d.n.unique()), ns)
         k_axis = bracket(sorted(d.k.unique()), ks)
         lat = {(r.m, r.n, r.k): r.latency for r in d.itertuples()}
-        # a full grid: while a point is missing (the source skips its largest shapes), drop
-        # the largest k (only 405B's TP1 down projection needs k > 16384), then the largest n
-        # (wider GEMMs are timed as column blocks inside the table, solver.cost.ops.lookup)
-        while any((m, n, k) not in lat for m in ms for n in n_axis for k in k_axis) and len(k_axis) > 2:
+        # a full grid: while a point is missing (the source skips some of its largest shapes),
+        # drop the largest n or k, whichever holds more of the holes (k on a tie); larger GEMMs
+        # are timed as blocks inside the table (solver.cost.ops.lookup)
+        while any((m, n, k) not in lat for m in ms for n in n_axis for k in k_axis) and min(len(n_axis), len(k_axis)) > 2:
             holes_k = sum((m, n, k_axis[-1]) not in lat for m in ms for n in n_axis)
-            (k_axis if holes_k else n_axis).pop()
+            holes_n = sum((m, n_axis[-1], k) not in lat for m in ms for k in k_axis)
+            (k_axis if holes_k >= holes_n else n_axis).pop()
         if len(ms) < 2 or any((m, n, k) not in lat for m in ms for n in n_axis for k in k_axis):
             continue
         grid = [[[_us(lat[(m, n, k)]) for k in k_axis] for n in n_axis] for m in ms]

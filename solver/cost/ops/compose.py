@@ -122,6 +122,12 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
 
 
 def _allreduce(profile: Profile, tables: OpTables | None, tp: int, size_bytes: float, tokens: float):
+    """The profile's ``serving.tp_allreduce`` wins (fitted end to end on the engine's real
+    deployments: e.g. NCCL through the host on PCIe boxes without P2P, which an op table measured
+    on another machine does not show; ``comm.tp_allreduce_s`` rules), then the op table, then
+    the collective fits."""
+    if profile.engine_allreduce:
+        return comm.tp_allreduce_s(profile, tp, size_bytes), "serving.tp_allreduce (fitted end to end)"
     hit = allreduce_s(profile, tables, tp, size_bytes, tokens)
     if hit is not None:
         return hit

@@ -42,11 +42,12 @@ def gemm_s(profile: Profile, tables: OpTables | None, m: float, n: float, k: flo
         grid = tables.gemm.get(dtype) or (tables.gemm.get("bf16") if dtype == "fp16" else None) \
             or (tables.gemm.get("fp16") if dtype == "bf16" else None)
     if grid is not None:
-        # rows and columns of the output are independent tiles: a GEMM taller or wider than
-        # the table is timed as ceil(m/m_max) x ceil(n/n_max) blocks that fit it
-        rows, cols = math.ceil(m / grid.axes[0][-1]), math.ceil(n / grid.axes[1][-1])
-        t = _lookup(profile, grid, f"{tables.key} gemm {dtype}", (m / rows, n / cols, k))
-        return rows * cols * t, _src(grid)
+        # a GEMM larger than the table is timed as blocks that fit it: output rows and columns
+        # are independent tiles, and a long k is a sequence of accumulating slices -- past the
+        # table's largest sizes time is linear in each of m, n and k (compute- or bandwidth-bound)
+        blocks = [max(1, math.ceil(x / ax[-1])) for x, ax in zip((m, n, k), grid.axes)]
+        t = _lookup(profile, grid, f"{tables.key} gemm {dtype}", (m / blocks[0], n / blocks[1], k / blocks[2]))
+        return blocks[0] * blocks[1] * blocks[2] * t, _src(grid)
     w_bytes = act_bytes if dtype != "fp8" else 1
     read = m * k * act_bytes + k * n * w_bytes + m * n * act_bytes
     return roofline_s(profile, 2.0 * m * n * k, read, dtype), FALLBACK
