@@ -60,6 +60,7 @@ GPUS: dict[str, dict] = {
         "tflops": {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0},
         "tflops_ref": "NVIDIA H200 SXM datasheet (dense, no sparsity)",
         "hbm_gbps": (4800.0, "NVIDIA H200 SXM datasheet, HBM3e 4.8 TB/s"),
+        "compute_capability": (9.0, _CUDA_GPUS + ": H200 9.0"),
     },
     "V100-SXM2-16GB": {
         "aliases": ["V100", "V100-16GB", "Tesla V100-SXM2-16GB", "v100"],

@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
-from solver.cost.ops.compose import layer_gemms
+from solver.cost.ops.compose import covered, layer_gemms
 from solver.errors import InputError
 from solver.inputs.fields import load_yaml
 from solver.inputs.model import load_model, preset_names
@@ -85,16 +85,18 @@ def zoo_shapes() -> tuple[set, set, set]:
     ns, ks, pairs = set(), set(), set()
     for name in preset_names():
         model = load_model(name)
-        if model.head_dim != HEAD_DIM:
+        if not covered(model):
             continue
         for tp in ZOO_TP:
             if model.num_heads % tp:
                 continue
-            for _, _, n, k, _ in layer_gemms(model, tp, 1):
-                ns.add(n)
-                ks.add(k)
+            for kind in set(model.layers):
+                for _, _, n, k, _ in layer_gemms(model, tp, 1, kind):
+                    ns.add(n)
+                    ks.add(k)
             ns.add(padded_vocab(model) / tp)
-            pairs.add((model.num_heads // tp, int(kv_heads_per_gpu(model, tp))))
+            if model.head_dim == HEAD_DIM:
+                pairs.add((model.num_heads // tp, int(kv_heads_per_gpu(model, tp))))
     return ns, ks, pairs
 
 

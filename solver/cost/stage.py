@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from solver.cost import comm, compute
 from solver.cost.memory import StageMemory, padded_vocab, stage_memory
-from solver.cost.ops.compose import OpTime
+from solver.cost.ops.compose import OpTime, covered
 from solver.cost.ops.phases import decode_ops, prefill_ops, split_s
 from solver.cost.serving import serving_config
 from solver.inputs.model import ModelSpec
@@ -115,7 +115,7 @@ def stage_breakdown(stage: Stage, model: ModelSpec, workload: Workload, batch: i
     """(prefill ops, decode-step ops) of one rank of ``stage`` when its profile has op tables
     for ``runtime`` (schema v2), else None: the stage is timed by the roofline."""
     tables = tables_for(stage.profile.ops, runtime)
-    if tables is None:
+    if tables is None or not covered(model):
         return None
     prof, t, n, first, last = stage.profile, stage.tp, stage.n_layers, stage.first, stage.last
     budget = serving_config(prof).batched_tokens(workload)

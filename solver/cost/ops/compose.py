@@ -21,13 +21,14 @@ samples there). Ops with no table fall back to the roofline, labelled as such.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from solver.cost import comm
 from solver.cost.compute import experts_touched
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
 from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s
-from solver.inputs.model import ModelSpec
+from solver.inputs.model import LayerKind, ModelSpec
 from solver.inputs.ops_profile import OpTables
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
@@ -70,45 +71,62 @@ class Step:
         return self.prefill_batch + self.decode_batch
 
 
-def layer_gemms(model: ModelSpec, tp: int, tokens: int) -> list[tuple[str, float, float, float, float]]:
-    """(name, m, n, k, calls) of one layer's GEMMs on one rank."""
-    h, d = model.hidden_size, model.head_dim
+def covered(model: ModelSpec) -> bool:
+    """Whether the op composition models this architecture: GQA/MHA attention (dense or MoE
+    MLPs, shared experts, sliding windows). MLA (DeepSeek) is not composed: its stages keep
+    the roofline, labelled as such."""
+    return not model.is_mla
+
+
+def layer_gemms(model: ModelSpec, tp: int, tokens: float, kind: LayerKind | None = None) -> list[tuple]:
+    """(name, m, n, k, calls) of one layer's GEMMs on one rank (``kind``: the last layer's)."""
+    kind = model.layers[-1] if kind is None else kind
+    h, d, mats = model.hidden_size, model.head_dim, (2 if model.gated_mlp else 1)
     qkv_n = (model.num_heads / tp + 2 * kv_heads_per_gpu(model, tp)) * d
     out = [("qkv_proj", tokens, qkv_n, h, 1), ("o_proj", tokens, h, model.q_dim / tp, 1)]
-    up_n = (2 if model.gated_mlp else 1) * model.ffn_size / tp
-    if not model.is_moe:
-        return out + [("gate_up_proj", tokens, up_n, h, 1), ("down_proj", tokens, h, model.ffn_size / tp, 1)]
+    if not kind.moe:
+        f = (model.dense_ffn_size or model.ffn_size) / tp
+        return out + [("gate_up_proj", tokens, mats * f, h, 1), ("down_proj", tokens, h, f, 1)]
     touched = experts_touched(model, tokens)
     per_expert = max(1.0, tokens * model.experts_per_token / touched)
-    return out + [("router", tokens, model.num_experts, h, 1),
-                  ("expert_gate_up", per_expert, up_n, h, touched),
-                  ("expert_down", per_expert, h, model.ffn_size / tp, touched)]
+    f = model.ffn_size / tp
+    out += [("router", tokens, model.num_experts, h, 1),
+            ("expert_gate_up", per_expert, mats * f, h, touched),
+            ("expert_down", per_expert, h, f, touched)]
+    if model.shared_expert_ffn_size:
+        fs = model.shared_expert_ffn_size / tp
+        out += [("shared_gate_up", tokens, mats * fs, h, 1), ("shared_down", tokens, h, fs, 1)]
+    return out
 
 
 def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
-              step: Step) -> list[OpTime]:
-    """One decoder layer's ops on one rank, for ``step``."""
+              step: Step, kind: LayerKind | None = None) -> list[OpTime]:
+    """One decoder layer's ops on one rank, for ``step`` (``kind``: the last layer's). A
+    windowed layer attends to at most ``kind.window`` tokens."""
+    kind = model.layers[-1] if kind is None else kind
     t_tok, p, dtype = step.tokens, workload.act_bytes, workload.dtype
+    cap = (lambda x: min(x, kind.window)) if kind.window else (lambda x: x)
     ops = []
-    for name, m, n, k, calls in layer_gemms(model, tp, t_tok):
+    for name, m, n, k, calls in layer_gemms(model, tp, t_tok, kind):
         s, src = gemm_s(profile, tables, m, n, k, dtype, p)
         ops.append(OpTime(name, "gemm", s, calls, src))
     heads, kvh, d = model.num_heads // tp, kv_heads_per_gpu(model, tp), model.head_dim
     if step.prefill_batch:
-        s, src = attention_s(profile, tables, "prefill", step.prefill_batch, step.prefill_context, heads,
+        s, src = attention_s(profile, tables, "prefill", step.prefill_batch, cap(step.prefill_context), heads,
                              kvh, d, dtype, p, workload.kv_bytes)
         # a chunk of L queries ending at context C attends to ~L*(C - L/2) keys; the table's
         # causal prefill of C tokens to C^2/2: the chunk pays (2L/C)(1 - L/2C) of it (1 when L = C;
         # over the chunks of one prompt the shares add up to the whole prompt's attention)
-        frac = step.prefill_len / step.prefill_context
+        frac = min(1.0, step.prefill_len / cap(step.prefill_context))
         s *= 2 * frac * (1 - frac / 2)
         ops.append(OpTime("prefill_attention", "attention", s, 1, src))
     if step.decode_batch:
-        s, src = attention_s(profile, tables, "decode", step.decode_batch, step.context, heads, kvh, d, dtype,
-                             p, workload.kv_bytes)
+        s, src = attention_s(profile, tables, "decode", step.decode_batch, cap(step.context), heads, kvh, d,
+                             dtype, p, workload.kv_bytes)
         ops.append(OpTime("decode_attention", "attention", s, 1, src))
     h = model.hidden_size
-    f_t = model.ffn_size / tp * (model.experts_per_token if model.is_moe else 1)
+    f_t = (model.ffn_size * model.experts_per_token + model.shared_expert_ffn_size if kind.moe
+           else model.dense_ffn_size or model.ffn_size) / tp
     elementwise = (("add_rmsnorm", 4 * t_tok * h * p, 2),
                    ("rotary", 2 * t_tok * (heads + kvh) * d * p, 1),
                    ("activation", (3 if model.gated_mlp else 2) * t_tok * f_t * p, 1))
@@ -139,8 +157,10 @@ def stage_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
               runtime: str = "vllm") -> list[OpTime]:
     """Every op of one step on one rank of a stage, counts multiplied out over its layers.
     ``phase`` ("prefill" | "decode") picks the per-step overhead."""
-    ops = [OpTime(o.name, o.kind, o.seconds, o.count * n_layers, o.source)
-           for o in layer_ops(profile, tables, model, tp, workload, step)]
+    ops = []
+    for kind, count in Counter(model.stage_layers(n_layers, first, last)).items():
+        ops += [OpTime(o.name, o.kind, o.seconds, o.count * count, o.source)
+                for o in layer_ops(profile, tables, model, tp, workload, step, kind)]
     p, h, t_tok = workload.act_bytes, model.hidden_size, step.tokens
     if first and tp > 1:
         s, src = _allreduce(profile, tables, tp, t_tok * h * p, t_tok)

@@ -55,15 +55,14 @@ def merge(parts: list[tuple[list[OpTime], int]]) -> list[OpTime]:
 
 def prefill_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, n_layers: int, first: bool,
                 last: bool, workload: Workload, batch: int, budget: int, runtime: str = "vllm") -> list[OpTime]:
-    parts = [(stage_ops(profile, tables, model, tp, n_layers, first, last, workload, step, "prefill", runtime), n)
-             for step, n in prefill_steps(batch, workload.prompt_len, budget)]
-    return merge(parts)
+    return merge([(stage_ops(profile, tables, model, tp, n_layers, first, last, workload, step, "prefill", runtime), n)
+             for step, n in prefill_steps(batch, workload.prompt_len, budget)])
 
 
 def decode_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, n_layers: int, first: bool,
                last: bool, workload: Workload, batch: int, context: float, runtime: str = "vllm") -> list[OpTime]:
     step = Step(decode_batch=batch, context=context)
-    return stage_ops(profile, tables, model, tp, n_layers, first, last, workload, step, "decode", runtime)
+    return merge([(stage_ops(profile, tables, model, tp, n_layers, first, last, workload, step, "decode", runtime), 1)])
 
 
 def split_s(ops: list[OpTime]) -> tuple[float, float]:
