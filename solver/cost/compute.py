@@ -1,7 +1,9 @@
 """Compute time of decoder layers and the LM head on one TP rank (design.md section 5).
 
 Roofline: time = max(FLOPs / (peak x eff_prefill), bytes / (HBM x eff_decode)); both
-efficiencies are curves from the profile. No communication here (see ``comm``).
+efficiencies are curves from the profile. No communication here (see ``comm``). FLOPs and
+bytes follow the layer kind: top-k experts for MoE, MLA's attention dimensions, attended keys
+capped at a windowed layer's window; the matmul rate is the scheme's (``capability``).
 """
 
 from __future__ import annotations

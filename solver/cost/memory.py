@@ -1,7 +1,10 @@
 """Memory per GPU of one pipeline stage (design.md section 5). Pure functions; bytes.
 
 A stage is ``n_layers`` consecutive decoder layers on a TP group of ``tp`` GPUs, plus the
-vocab-parallel embedding on the first stage and the LM head on the last.
+vocab-parallel embedding on the first stage and the LM head on the last. Layers follow their
+kind (``ModelSpec.stage_layers``: dense or MoE MLP, full or windowed attention); weights sum
+``ModelSpec.layer_tensors`` at each tensor group's bytes per weight (``quant.WeightFormat``);
+KV per token is GQA's or MLA's, windowed layers capped at the window.
 """
 
 from __future__ import annotations
