@@ -83,12 +83,18 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
 def workload_from(args, model=None) -> Workload:
     """The workload of the flags; ``--dtype auto`` takes ``model``'s checkpoint scheme (its
     unquantized modules included), else bf16. An explicit ``--dtype`` naming the
-    checkpoint's own scheme keeps the checkpoint's details too."""
+    checkpoint's own scheme keeps the checkpoint's details too; another scheme than a
+    quantized checkpoint's is refused (vLLM would load the checkpoint's, so the plan and
+    the launch command would disagree). A 16-bit checkpoint takes any scheme."""
     fmt = getattr(model, "weight_format", None)
     dtype = args.dtype
     if dtype == "auto":
         dtype = fmt.name if fmt is not None else "bf16"
     if fmt is not None and fmt.name != dtype:
+        if {fmt.name, dtype} != {"fp8", "fp8-block"}:
+            raise InputError("", "--dtype", f"{dtype}: {getattr(model, 'name', 'the model')}'s checkpoint is "
+                                            f"{fmt.name} (its quantization config) and vLLM loads it as such; "
+                                            "use --dtype auto, or a checkpoint in the scheme you want")
         fmt = None
     ep = bool(getattr(args, "enable_expert_parallel", False))
     if ep and model is not None and not model.is_moe:

@@ -111,3 +111,12 @@ def test_router_named_gate_is_not_gate_proj():
     from solver.inputs.quant_config import _pattern_regex
     rx = _pattern_regex(["gate"])
     assert rx.match("model.layers.1.mlp.gate") and not rx.match("model.layers.1.mlp.gate_proj")
+
+
+def test_dtype_other_than_a_quantized_checkpoint_is_refused():
+    from argparse import Namespace
+    from solver.cli_common import workload_from
+    args = Namespace(batch=1, prompt_len=8, output_len=8, dtype="bf16", kv_dtype="")
+    with pytest.raises(InputError, match="--dtype: bf16: deepseek-r1's checkpoint is fp8-block"):
+        workload_from(args, load_model("deepseek-r1"))
+    assert workload_from(Namespace(**dict(vars(args), dtype="fp8")), load_model("deepseek-r1")).dtype == "fp8"
