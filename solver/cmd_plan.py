@@ -16,6 +16,7 @@ from solver.inputs.profile import load_profiles
 from solver.plan.milp import SOLVERS
 from solver.plan.planner import MAX_POOL_NODES, OBJECTIVES, plan
 from solver.report.plan_report import plan_human, plan_payload
+from solver.slo_cli import SLO_ONLY_OBJECTIVES, add_slo_args, run_slo
 
 # The planner visits many stage sizes; a table for people shows the first few notices.
 MAX_WARNINGS_SHOWN = 5
@@ -38,8 +39,10 @@ def register(sub) -> None:
                    help="profile JSON of a GPU type, or a folder of them; repeat for every GPU type in the cluster")
     add_model_args(p)
     p.add_argument("--cluster", required=True, help="cluster YAML (examples/clusters/)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="throughput",
-                   help="throughput: max total tokens/s; cost: min $/h with --min-throughput (default throughput)")
+    p.add_argument("--objective", choices=OBJECTIVES + SLO_ONLY_OBJECTIVES, default="throughput",
+                   help="throughput: max total tokens/s; cost: min $/h with --min-throughput, or with --request-rate "
+                        "the cheapest plan meeting the latency targets; headroom (with --request-rate): the most "
+                        "spare request rate within the targets (default throughput)")
     p.add_argument("--min-throughput", type=nonneg_float, default=0.0, metavar="TOK_S",
                    help="tokens/s the plan must reach (cost objective), default 0")
     p.add_argument("--max-replicas", type=int, default=None, metavar="R", help="at most R replicas (default no cap)")
@@ -56,6 +59,7 @@ def register(sub) -> None:
                         "of <= 12 GPUs and models of <= 16 layers, else 2")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_workload_args(p, batch_default=32)
+    add_slo_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -85,6 +89,8 @@ def _check_args(args) -> None:
 
 
 def run(args) -> int:
+    if args.request_rate is not None or args.objective in SLO_ONLY_OBJECTIVES:
+        return run_slo(args, _model_ref)
     _check_args(args)
     model = load_model(args.model)
     workload = workload_from(args, model)

@@ -71,8 +71,8 @@ def place(table: CostTable, picks: list[tuple[ShapeValue, int]], configs: dict |
     return Plan(tuple(replicas))
 
 
-def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "") -> PlacedReplica:
-    """Throughput of a placed replica by ``estimate_pipeline`` (links from its nodes)."""
+def replica_stages(table: CostTable, stages: list[PlacedStage]) -> tuple[list[Stage], list]:
+    """Cost-model stages of a placed replica and the link GB/s between them (None inside a node)."""
     by_name = {g.name: g for g in table.groups}
     m = len(stages)
     cost_stages = [Stage(by_name[s.group].profile, s.tp, s.n_layers, k == 0, k == m - 1)
@@ -81,6 +81,13 @@ def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "
     for a, b in zip(stages, stages[1:]):
         same = a.node_id == b.node_id
         links.append(None if same else table.cluster.link_gbps(by_name[a.group].spec, by_name[b.group].spec))
+    return cost_stages, links
+
+
+def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "") -> PlacedReplica:
+    """Throughput of a placed replica by ``estimate_pipeline`` (links from its nodes)."""
+    by_name = {g.name: g for g in table.groups}
+    cost_stages, links = replica_stages(table, stages)
     est = estimate_pipeline(table.model, table.workload, cost_stages, links, table.runtime)
     usd = sum(s.tp * by_name[s.group].usd_per_gpu_hour for s in stages)
     conc = est.concurrency

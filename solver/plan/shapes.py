@@ -106,11 +106,18 @@ def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool, in
     return [(st[k][0], st[k + 1][0], ch[k] == ch[k + 1], st[k][1]) for k in range(len(st) - 1)]
 
 
-def _estimate(table: CostTable, shape: Shape, layers: tuple[int, ...]):
+def shape_stages(table: CostTable, shape: Shape, layers: tuple[int, ...]) -> tuple[list[Stage], list]:
+    """Cost-model stages of ``shape`` split as ``layers``, and the link GB/s between them
+    (None inside a node): what ``estimate_pipeline`` and the online model take."""
     stages = [Stage(table.groups[g].profile, t, n, pos in ("only", "first"), pos in ("only", "last"))
               for (g, t, pos), n in zip(shape.stages(), layers)]
     gbps = [None if same else table.cluster.link_gbps(table.groups[a].spec, table.groups[b].spec)
             for a, b, same, _ in shape_links(table, shape)]
+    return stages, gbps
+
+
+def _estimate(table: CostTable, shape: Shape, layers: tuple[int, ...]):
+    stages, gbps = shape_stages(table, shape, layers)
     return estimate_pipeline(table.model, table.workload, stages, gbps, table.runtime)
 
 
