@@ -141,6 +141,15 @@ def check_writable_path(path: str | Path) -> None:
         raise InputError(str(p), "", f"{parent} is a file, not a folder")
 
 
+def check_out_arg(path: str | None) -> None:
+    """``--out FILE``: writable as a file and its folder exists (checked before any work)."""
+    if not path:
+        return
+    check_writable_path(path)
+    if not Path(path).resolve().parent.is_dir():
+        raise InputError("", "--out", f"folder of {path} does not exist")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same folder, fsync, chmod 0644, then rename over ``path``.
     A folder at ``path`` (or an unwritable folder) is a one-line InputError; nothing is left."""

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
-from solver.cli_common import atomic_write_text, check_writable_path, nonneg_float, positive_float
+from solver.cli_common import atomic_write_text, check_out_arg, nonneg_float, positive_float
 from solver.errors import InputError
 from solver.inputs.cluster import load_cluster
 from solver.inputs.model import load_model
@@ -96,10 +96,7 @@ def run(args) -> int:
     workload = workload_from(args, model)
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
-    if args.out:
-        check_writable_path(args.out)
-        if not Path(args.out).resolve().parent.is_dir():
-            raise InputError("", "--out", f"folder of {args.out} does not exist")
+    check_out_arg(args.out)
     with collect_warnings(args.strict) as warns:
         result = plan(model, workload, cluster, profiles, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from solver.cli_common import atomic_write_text, check_writable_path, collect_warnings, emit, positive_float, workload_from
+from solver.cli_common import atomic_write_text, check_out_arg, collect_warnings, emit, positive_float, workload_from
 from solver.cost.online.slo import SLO
 from solver.cost.online.traffic import Traffic, read_histogram
 from solver.errors import InputError
@@ -49,10 +48,7 @@ def run_slo(args, model_ref) -> int:
     traffic = Traffic(workload.prompt_len, workload.output_len, rate_per_s=args.request_rate, histogram=hist)
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
-    if args.out:
-        check_writable_path(args.out)
-        if not Path(args.out).resolve().parent.is_dir():
-            raise InputError("", "--out", f"folder of {args.out} does not exist")
+    check_out_arg(args.out)
     with collect_warnings(args.strict) as warns:
         result = plan_slo(model, workload, cluster, profiles, rate_per_s=args.request_rate, slo=slo,
                           objective=args.objective, traffic=traffic, max_replicas=args.max_replicas,

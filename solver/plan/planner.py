@@ -93,6 +93,20 @@ def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
                    tuple(sv.shape.chunks(gpn))) for sv in values]
 
 
+def layouts(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], runtime: str,
+            extra_stages: int | None, max_blocks: int | None) -> tuple[CostTable, Bounds, list[ShapeValue]]:
+    """The cost table, the search bounds and the evaluated replica layouts (best first) --
+    the columns of every planning mode (throughput, cost, SLO); InfeasibleError when none
+    holds the model."""
+    check_pool_size(cluster)
+    table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
+    bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
+    values = shape_values(table, bounds)
+    if not values:
+        raise InfeasibleError(_no_shape_reason(model, workload, table))
+    return table, bounds, values
+
+
 def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], **options) -> PlanResult:
     """Plan replicas for ``model`` on ``cluster`` (options as :func:`_plan`); stage times are
     memoised for the duration of the call."""
@@ -106,12 +120,7 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
           extra_stages: int | None = -1, max_blocks: int | None = None) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
-    check_pool_size(cluster)
-    table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
-    bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
-    values = shape_values(table, bounds)
-    if not values:
-        raise InfeasibleError(_no_shape_reason(model, workload, table))
+    table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks)
     columns = _columns(table, values)
     milp = PlanMILP(columns, [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups],
                     objective, min_tok_s, max_replicas)

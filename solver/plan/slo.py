@@ -31,12 +31,11 @@ from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
 from solver.plan.assign import place, replica_stages
-from solver.plan.candidates import CostTable, pool_groups
+from solver.plan.candidates import CostTable
 from solver.plan.milp import Column, PlanMILP
-from solver.plan.planner import _no_shape_reason, check_pool_size, shape_values
+from solver.plan.planner import layouts
 from solver.plan.result import PlacedReplica
 from solver.plan.shapes import ShapeValue, shape_stages
-from solver.plan.space import Bounds
 
 SLO_OBJECTIVES = ("cost", "headroom")
 # Rounds of "simulate the picked columns, lower them, solve again" before giving up.
@@ -122,12 +121,7 @@ def plan_slo(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: l
         raise ValueError(f"objective in {SLO_OBJECTIVES}")
     traffic = traffic or Traffic(workload.prompt_len, workload.output_len, rate_per_s=rate_per_s)
     with memoized_stage_times():
-        check_pool_size(cluster)
-        table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
-        bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
-        values = shape_values(table, bounds)
-        if not values:
-            raise InfeasibleError(_no_shape_reason(model, workload, table))
+        table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks)
         rates = column_rates(table, values, traffic, slo)
         nodes, gpn = [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups]
         verified: set[int] = set()
