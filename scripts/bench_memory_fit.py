@@ -1,6 +1,13 @@
-"""Held-out error of the activation-peak and prefill-time fits, per runtime, on raw CSVs.
+"""Held-out error of the activation-peak, prefill-time and vLLM KV-cache fits.
 
     python scripts/bench_memory_fit.py [profiles/raw/h100_native.csv profiles/raw/h100_transformers.csv]
+        [--vllm ../shared/data/vllm_memory/logs.csv]
+
+KV cache per GPU (``--vllm``): every start-up point the model can predict (calibrate/memory/
+vllm_fit.py: a dense model whose shapes it knows, a vLLM version in 0.6-0.11, a known GPU
+memory) predicted end to end -- weights from solver.cost.memory, the engine's non-torch memory
+and profile-run peak from the fit -- against the KV GiB vLLM printed, fit rows and held-out
+rows apart; rows it cannot predict are listed with the reason.
 
 For each runtime in the raw files: fit the activation model (tokens_linear_v1) and the prefill
 time model (with and without the unsharded HBM-pass term) with the same hold-out as
@@ -68,23 +75,79 @@ def bench_prefill(rows: list[dict], runtime: str, holdout: list[dict], elementwi
     return held["max_rel"] or 0.0
 
 
+def bench_phases(rows: list[dict], runtime: str, holdout: list[dict]) -> float:
+    """The same rows under phases_max_v1 (calibrate/memory/phases.py): max over MLP and norm."""
+    from calibrate.memory.phases import fit_rows
+    min_layers = 2 if runtime.startswith("transformers") else 1
+    sel = [r for r in rows if r["runtime"] == runtime and r["layers"] >= min_layers and r["gated_mlp"]]
+    fit, fit_r, held_r = fit_rows(sel, holdout)
+    print(f"\n== activation peak minus KV, {runtime}, phases_max_v1: " +
+          "; ".join(f"{n}: " + " ".join(f"{k}={v:.4g}" for k, v in c.items()) for n, c in fit.phases.items()))
+    for r, e in zip(held_r, fit.held_err):
+        print(f"   {_label(r):<44}{mem_fit.activation_target(r) / GIB:>13.4f}"
+              f"{mem_fit.activation_target(r) * (1 + e) / GIB:>14.4f}{e:>+8.1%}")
+    held, infit = mem_fit.error_summary(fit.held_err), mem_fit.error_summary(fit.fit_err)
+    print(f"   held-out: max {held['max_rel']:.1%} mean {held['mean_rel']:.1%}   "
+          f"(in-fit: max {infit['max_rel']:.1%} mean {infit['mean_rel']:.1%})")
+    return held["max_rel"] or 0.0
+
+
+def bench_vllm_kv(points: list[str], holdout_spec: str) -> dict:
+    """KV cache GiB per GPU, predicted vs printed; returns {"fit": errors, "held": errors}."""
+    from calibrate.memory import vllm_fit
+    fits, skipped = vllm_fit.fit_points(points, holdout_spec)
+    errs: dict = {"fit": [], "held": []}
+    print(f"\n== vLLM KV cache per GPU (GiB), {', '.join(points)}; held out: {holdout_spec}")
+    print(f"   {'line':<5}{'set':<6}{'vLLM':<10}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'phase':>8}"
+          f"{'weights':>8}{'nt':>6}{'act':>6}{'logged':>8}{'pred':>8}{'error':>8}")
+    for fam, ff in sorted(fits.items()):
+        for tag, cases in (("fit", ff.fit_cases), ("held", ff.held_cases)):
+            for c in cases:
+                p, meas = vllm_fit.predict_case(c, ff), c.kv_measured_gib()
+                e = vllm_fit.kv_error(c, ff)
+                if e is None:
+                    continue
+                errs[tag].append(e)
+                print(f"   {c.row['line']:<5}{tag:<6}{'%d.%d' % c.version:<10}{c.row['gpu'][:10]:<11}"
+                      f"{c.row['model'][:32]:<33}{c.tp:>3}{c.tokens:>7}{p['phase']:>8}{p['weights_gib']:>8.2f}"
+                      f"{p['non_torch_gib']:>6.2f}{p['activation_peak_gib']:>6.2f}{meas:>8.2f}"
+                      f"{p['kv_cache_gib']:>8.2f}{e:>+8.1%}")
+        print(f"   {fam}: phases {ff.phases}; non-torch {ff.non_torch}")
+    for tag in ("fit", "held"):
+        a = [abs(e) for e in errs[tag]]
+        if a:
+            print(f"   {tag}: n={len(a)} mean {sum(a) / len(a):.1%} max {max(a):.1%}")
+    print(f"   not predicted ({len(skipped)}): " + "; ".join(f"line {r['line']} {r['model'][:28]}: {r['why']}"
+                                                          for r in skipped))
+    return errs
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("raw", nargs="*", default=["profiles/raw/h100_native.csv", "profiles/raw/h100_transformers.csv"])
     p.add_argument("--holdout", default=DEFAULT_HOLDOUT)
     p.add_argument("--threshold", type=float, default=0.10)
+    shared = Path(__file__).resolve().parents[2] / "shared/data/vllm_memory/logs.csv"
+    p.add_argument("--vllm", nargs="*", default=[str(shared)] if shared.exists() else [],
+                   help="vLLM start-up point CSVs (default: the shared logs.csv when present)")
+    p.add_argument("--vllm-holdout", default=None, help="held-out rows of the points (default: fit-memory --vllm's)")
     args = p.parse_args(argv)
     rows = [r for path in args.raw for r in mem_fit.read_raw(path)]
     holdout = mem_fit.parse_holdout(args.holdout)
     worst = {}
     for runtime in sorted({r["runtime"] for r in rows}):
         worst[f"memory {runtime}"] = bench_memory(rows, runtime, holdout)
+        worst[f"memory {runtime} (phases)"] = bench_phases(rows, runtime, holdout)
         worst[f"prefill {runtime} (+passes)"] = bench_prefill(rows, runtime, holdout, True)
         worst[f"prefill {runtime} (curve only)"] = bench_prefill(rows, runtime, holdout, False)
+    if args.vllm:
+        from calibrate.memory.vllm_cli import VLLM_DEFAULT_HOLDOUT
+        kv = bench_vllm_kv(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT)
+        worst["vLLM KV cache per GPU (held-out rows)"] = max((abs(e) for e in kv["held"]), default=0.0)
     print("\n== summary: held-out max relative error")
     for k, v in worst.items():
         print(f"   {k:<52}{v:>7.1%}  {'ok' if v <= args.threshold else 'ABOVE ' + format(args.threshold, '.0%')}")
-    shipped = ("memory transformers-5.17-sdpa", "prefill native-sdpa (+passes)")
+    shipped = ("memory transformers-5.17-sdpa (phases)", "prefill native-sdpa (+passes)")
     return 1 if any(worst.get(k, 0) > args.threshold for k in shipped) else 0
 
 

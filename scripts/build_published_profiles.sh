@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the `published` parts of the shipped profiles from public data, reproducibly.
 # Each section is owned by one command; sections not rebuilt here are left untouched.
-# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives|serving|memory|ops]
+# Run from the repository root:  bash scripts/build_published_profiles.sh [collectives|serving|memory|ops|vllm-memory]
 # The `ops` step (and the L40S serving fit, which runs on its op tables) needs aiconfigurator-core
 # 0.12.0 and pyarrow: pip install -e '.[import]' aiconfigurator-core==0.12.0
 set -euo pipefail
@@ -87,4 +87,15 @@ if [[ "$what" == all || "$what" == ops ]]; then
   "$CAL" import-aiconfigurator --system h100_sxm --backend vllm --out profiles/h100.json
   "$CAL" init --gpu H200 --out profiles/h200.json --force
   "$CAL" import-aiconfigurator --system h200_sxm --backend vllm --out profiles/h200.json
+fi
+
+# ---------------------------------------------------------------- memory.vllm (public vLLM start-up logs)
+# vLLM's own accounting (docs/vllm_memory.md) fitted on ../shared/data/vllm_memory/logs.csv (V1 rows
+# for version 0.10); the held-out rows are fit-memory --vllm's default. A profile whose GPU has rows
+# gets `published` non-torch figures; the others get `default` ones with plausible ranges.
+if [[ "$what" == all || "$what" == vllm-memory ]]; then
+  VLLM_MEMORY="${VLLM_MEMORY:-../shared/data/vllm_memory/logs.csv}"
+  for g in a100 h100 h200 l40s a10g v100; do
+    "$CAL" fit-memory --vllm "$VLLM_MEMORY" --out "profiles/$g.json" --vllm-version 0.10
+  done
 fi

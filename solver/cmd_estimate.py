@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from solver.cli_common import add_engine_args, engine_settings_from
 from solver.cli_common import (add_model_args, add_output_args, add_workload_args, collect_warnings, emit,
-                               fraction, positive_float, workload_from)
+                               positive_float, workload_from)
 from solver.cost.pipeline import estimate_pipeline, even_split
-from solver.cost.serving import serving_config
+from solver.cost.serving import engine_settings, serving_config
 from solver.cost.stage import Stage, stage_breakdown, stage_mem, stage_time
+from solver.report.engine_report import engine_summary, engine_text
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.model import ModelSpec, load_model
 from solver.inputs.profile import load_profile
@@ -44,12 +46,7 @@ def register(sub) -> None:
                    help="per-op time of the prefill pass and the decode step of the (first) stage, with each "
                         "op's source (profile op tables, schema v2; roofline when the profile has none)")
     add_workload_args(p, batch_default=1)
-    g = p.add_argument_group("serving engine (with --pp; defaults: the profile's serving section, else vLLM's)")
-    g.add_argument("--gpu-memory-utilization", type=fraction, default=None,
-                   help="fraction of GPU memory the engine may use; the KV cache gets what weights, the "
-                        "activation peak and runtime overhead leave (default: profile, else 0.9)")
-    g.add_argument("--max-num-seqs", type=int, default=None,
-                   help="most sequences scheduled at once (default: profile, else 256)")
+    add_engine_args(p)
     add_online_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
@@ -71,7 +68,7 @@ def run(args) -> int:
         raise InputError("", "--tp", f"{args.tp} exceeds --gpus-per-node {args.gpus_per_node}: a TP group lives in one node")
     if args.pp is not None and args.layers is not None:
         raise InputError("", "--layers", "give --layers for one stage or --pp for a whole pipeline, not both")
-    with collect_warnings(args.strict) as warns:
+    with collect_warnings(args.strict) as warns, engine_settings(engine_settings_from(args)):
         if args.online:
             payload, human = run_online(args, model, profile, workload, pipeline_stages)
         elif args.pp is None:
@@ -105,6 +102,15 @@ def _breakdown(args, model, profile, workload, payload) -> str:
             + "\n\n" + render_breakdown(f"decode step of {workload.batch} sequences, one rank", dec))
 
 
+def _with_engine(payload: dict, human: str, stages, model, workload) -> tuple[dict, str]:
+    """Add vLLM's own accounting (solver/report/engine_report.py) to a payload and its table."""
+    eng = engine_summary(stages, model, workload, serving_config(stages[0].profile))
+    payload["serving"] = eng
+    for d in payload.get("stages", [payload]):
+        d["memory_gib"].update(non_torch=eng["memory_gib"]["non_torch"], cuda_graphs=eng["memory_gib"]["cuda_graphs"])
+    return payload, human + "\n\n" + engine_text(eng)
+
+
 def _stage_dict(mem, t) -> dict:
     return {
         "memory_gib": mem.as_gib(),
@@ -126,7 +132,7 @@ def _one_stage(args, model, profile, workload):
     d.update(layers=layers, position=pos)
     title = (f"{model.name} on {profile.gpu_name}: one GPU of a TP{args.tp} stage of {layers} layers ({pos}), "
              f"batch {workload.batch} x prompt {workload.prompt_len}")
-    return d, _human(title, [d])
+    return _with_engine(d, _human(title, [d]), [stage], model, workload)
 
 
 def pipeline_stages(args, model, profile, pp: int):
@@ -151,18 +157,14 @@ def pipeline_stages(args, model, profile, pp: int):
 
 def _pipeline(args, model, profile, workload):
     split, stages, node_of, links = pipeline_stages(args, model, profile, args.pp)
-    if args.gpu_memory_utilization is not None and not 0 < args.gpu_memory_utilization <= 1:
-        raise InputError("", "--gpu-memory-utilization", f"must be in (0, 1], got {args.gpu_memory_utilization}")
-    if args.max_num_seqs is not None and args.max_num_seqs < 1:
-        raise InputError("", "--max-num-seqs", f"must be >= 1, got {args.max_num_seqs}")
-    cfg = serving_config(profile, args.gpu_memory_utilization, args.max_num_seqs)
+    cfg = serving_config(profile)
     est = estimate_pipeline(model, workload, stages, links, args.runtime, serving=cfg)
     conc = est.concurrency
     if not est.feasible:
         raise InfeasibleError(f"one sequence of {workload.context_len} tokens does not fit the KV cache "
                               f"({conc.kv_capacity_tokens} tokens at gpu_memory_utilization "
                               f"{cfg.gpu_memory_utilization:g}): use more GPUs per stage or more stages")
-    mems = [stage_mem(s, model, workload, max(1, conc.seqs)) for s in stages]
+    mems = [stage_mem(s, model, workload, max(1, conc.seqs), pp=len(stages)) for s in stages]
     stage_dicts = []
     for i, (s, mem, t) in enumerate(zip(stages, mems, est.stage_times)):
         d = _stage_dict(mem, t)
@@ -190,7 +192,7 @@ def _pipeline(args, model, profile, workload):
         human += f"\nserving defaults assumed (not in the profile): {', '.join(cfg.assumed)}"
     payload = {"stages": stage_dicts, "pipeline": pipe,
                "memory_gib": stage_dicts[0]["memory_gib"], "time_ms": stage_dicts[0]["time_ms"]}
-    return payload, human
+    return _with_engine(payload, human, stages, model, workload)
 
 
 def _human(title: str, stages: list[dict]) -> str:

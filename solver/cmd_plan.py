@@ -9,6 +9,8 @@ from pathlib import Path
 
 from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
 from solver.cli_common import atomic_write_text, check_out_arg, nonneg_float, positive_float
+from solver.cli_common import add_engine_args, engine_settings_from
+from solver.cost.serving import engine_settings
 from solver.errors import InputError
 from solver.inputs.cluster import load_cluster
 from solver.inputs.model import load_model
@@ -60,6 +62,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_workload_args(p, batch_default=32)
     add_slo_args(p)
+    add_engine_args(p)
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -97,7 +100,7 @@ def run(args) -> int:
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
     check_out_arg(args.out)
-    with collect_warnings(args.strict) as warns:
+    with collect_warnings(args.strict) as warns, engine_settings(engine_settings_from(args)):
         result = plan(model, workload, cluster, profiles, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,

@@ -22,7 +22,8 @@ def test_estimate_json_keys_and_numbers(capsys):
     8,912,896 B = 0.0083 GiB; activation 4*T*h*p = 4*16384*8192*2 B = 1 GiB (synthetic fit)."""
     out = run_json(capsys, "--model", "llama3-70b", "--tp", "8", "--layers", "1", "--batch", "8",
                    "--prompt-len", "2048")
-    assert set(out["memory_gib"]) == {"weights", "kv_cache", "activation_peak", "runtime_overhead", "total"}
+    assert set(out["memory_gib"]) == {"weights", "kv_cache", "activation_peak", "runtime_overhead", "total",
+                                      "non_torch", "cuda_graphs"}
     assert set(out["time_ms"]) >= {"prefill", "decode_step", "tp_comm_prefill", "tp_comm_decode"}
     assert out["memory_gib"]["kv_cache"] == pytest.approx(8_912_896 / 2**30)
     assert out["memory_gib"]["activation_peak"] == pytest.approx(1.0)

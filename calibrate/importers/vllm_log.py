@@ -41,7 +41,7 @@ _PATTERNS = [
     ("weights_gib", rf"Model loading took {_NUM} ?GiB"),
     ("weights_gib", rf"model weights take {_NUM} ?GiB"),
     ("weights_gib", rf"weights memory[:=]? ?{_NUM} ?GiB"),
-    ("non_torch_gib", rf"non_torch_memory (?:takes )?={_NUM}"),
+    ("non_torch_gib", rf"non_torch_memory ?={_NUM}"),
     ("non_torch_gib", rf"non_torch_memory takes {_NUM} ?GiB"),
     ("non_torch_gib", rf"non-torch forward increase memory[:=]? ?{_NUM} ?GiB"),
     ("activation_peak_gib", rf"PyTorch activation peak memory takes {_NUM} ?GiB"),

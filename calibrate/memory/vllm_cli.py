@@ -26,7 +26,8 @@ def run_vllm_fit(args) -> int:
         raise InputError(args.out, "", "does not exist; start it with `calibrate init`")
     prof = parse_profile(base, args.out)
     ref = "public vLLM start-up logs, " + ", ".join(args.raw) + " (fitted by calibrate fit-memory --vllm)"
-    section = vllm_fit.engine_section(fits[fam], prof.matches, args.vllm_version, ref, holdout, fits)
+    section = vllm_fit.engine_section(fits[fam], prof.matches, args.vllm_version, ref, holdout, fits,
+                                      prof.interconnect)
     base.setdefault("memory", {})["vllm"] = section
     write_profile(args.out, base)
     e = section["activation_peak"]["fit_error"]

@@ -55,7 +55,14 @@ GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-
                                       "reserved = 79.25 GiB), as printed in vLLM logs"),
                  "A100 40GB": (39.39, "torch total of an A100-40GB (40,339 MiB), as printed in vLLM logs"),
                  "RTX 4090": (23.65, "torch total of an RTX 4090 (24,217 MiB)"),
-                 "RTX 3090": (23.58, "as printed in the #10517 log")}
+                 "RTX 3090": (23.58, "as printed in the #10517 log"),
+                 "L40S": (44.99, "46,068 MiB nvidia-smi total (profiles/l40s.json gpu.memory_gib)")}
+# How the GPUs of a point talk: vLLM's custom all-reduce (IPC buffers, part of non-torch
+# memory at TP >= 2) runs only over NVLink / full P2P (vllm/distributed/device_communicators/
+# custom_all_reduce.py refuses PCIe-only groups of > 2 GPUs and GPUs without P2P), so the
+# TP >= 2 extra is taken per interconnect class.
+INTERCONNECT = {"H100 80GB": "nvlink", "A100 80GB": "nvlink", "A100 40GB": "nvlink", "RTX 3090": "pcie",
+                "RTX 4090": "pcie", "RTX 5090": "pcie", "RTX A6000": "pcie", "L40S": "pcie"}
 # Rows whose thread gives no version: the log format dates them (README of the data set).
 VERSION_FROM_FORMAT = {"https://github.com/vllm-project/vllm/issues/10517": "0.6.4",
                        "https://github.com/vllm-project/vllm/issues/13061": "0.7"}
@@ -120,17 +127,17 @@ class Case:
 
 def resolve(row: dict) -> tuple[Case | None, str]:
     """(case, "") or (None, why the row cannot be predicted)."""
-    if row["model"] not in MODELS:
-        return None, "model shapes not in the table (MoE/multimodal/hybrid or unnamed checkpoint)"
-    if (row.get("quantization") or "") or (row.get("kv_cache_dtype") or "") not in ("", "auto"):
-        return None, "quantized weights or KV"
-    spec, max_pos, _src = MODELS[row["model"]]
-    model = load_model(spec) if isinstance(spec, str) else parse_hf_config(spec, row["model"])
     text = row.get("vllm_version") or VERSION_FROM_FORMAT.get(row.get("source_url", ""), "")
     try:
         version = es.parse_version(text, "vllm_version")
     except InputError:
         return None, f"vLLM version {text or 'unknown'} outside 0.6-0.11"
+    if (row.get("quantization") or "") or (row.get("kv_cache_dtype") or "") not in ("", "auto"):
+        return None, "quantized weights or KV (not in this table)"
+    if row["model"] not in MODELS:
+        return None, "model shapes not in the table (MoE, multimodal, hybrid attention or unnamed checkpoint)"
+    spec, max_pos, _src = MODELS[row["model"]]
+    model = load_model(spec) if isinstance(spec, str) else parse_hf_config(spec, row["model"])
     total = row.get("gpu_total_gib") or GPU_TOTAL_GIB.get(row["gpu"], (None,))[0]
     if total is None:
         return None, f"GPU memory of {row['gpu']} unknown"
@@ -188,12 +195,23 @@ class FamilyFit:
     held_cases: list
     how: list = field(default_factory=list)
 
-    def nt_gib(self, gpu: str, tp: int) -> float:
-        nt = self.non_torch.get(gpu) or self.non_torch["*"]
-        extra = nt.get("tp_extra")
+    def nt_gib(self, gpu: str, tp: int, interconnect: str | None = None) -> float:
+        """Non-torch GiB: the GPU's own fit, else the mean over GPUs of its interconnect class
+        (``tp_extra`` 0 for a PCIe class with no TP >= 2 row: no custom all-reduce buffers)."""
+        own = self.non_torch.get(gpu, {})
+        cls = self.class_mean(interconnect or INTERCONNECT.get(gpu, ""))
+        base = own.get("base", cls["base"])
+        extra = own.get("tp_extra")
         if extra is None:
-            extra = self.non_torch["*"].get("tp_extra") or 0.0
-        return nt["base"] + (extra if tp >= 2 else 0.0)
+            extra = cls["tp_extra"]
+        return base + (extra if tp >= 2 else 0.0)
+
+    def class_mean(self, interconnect: str) -> dict:
+        same = [v for g, v in self.non_torch.items() if g != "*" and INTERCONNECT.get(g) == interconnect]
+        extras = [v["tp_extra"] for v in same if v.get("tp_extra") is not None]
+        base = _mean([v["base"] for v in same]) if same else self.non_torch["*"]["base"]
+        extra = _mean(extras) if extras else (0.0 if interconnect == "pcie" else self.non_torch["*"]["tp_extra"] or 0.0)
+        return {"base": base, "tp_extra": extra}
 
 
 def _mean(vals: list[float]) -> float | None:
@@ -267,7 +285,10 @@ def fit_points(paths: list[str], holdout_spec: str) -> tuple[dict, list[dict]]:
             if c is None:
                 skipped.append({**r, "why": why})
                 continue
-            cases[c.family][1 if is_held(r, clauses) else 0].append(c)
+            informs = r.get("activation_peak_gib") is not None or r.get("non_torch_gib") is not None or (
+                r.get("kv_cache_gib") is not None and r.get("weights_gib") is not None)
+            # a row that gives nothing to fit (only KV tokens or blocks) can only judge the fit
+            cases[c.family][1 if is_held(r, clauses) or not informs else 0].append(c)
     fits = {fam: fit_family(fam, fit, held) for fam, (fit, held) in cases.items() if fit}
     return fits, skipped
 
@@ -282,7 +303,7 @@ def _rec(value: float, source: str, ref: str, plausible: tuple | None = None, no
 
 
 def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, holdout_spec: str,
-                   all_fits: dict) -> dict:
+                   all_fits: dict, interconnect: str = "nvlink") -> dict:
     """``memory.vllm`` for one GPU profile. ``profile_gpu_matches(name)`` says whether a point's
     GPU is this profile's; its own non-torch figures are ``published``, else the family mean
     is a ``default`` whose plausible range spans every GPU and engine family in the points."""
@@ -303,11 +324,13 @@ def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, h
                  else _rec(extra_v, "default", f"{ref}: mean over GPUs (none of {own} at TP >= 2)",
                            (min(extras or [0.0]), max(extras or [extra_v]))))
     else:
-        star = ff.non_torch["*"]
-        base = _rec(star["base"], "default", f"{ref}: mean over other GPUs' rows (none of this GPU)",
+        cls = ff.class_mean(interconnect)
+        base = _rec(cls["base"], "default", f"{ref}: mean over other GPUs' rows (none of this GPU)",
                     (min(spread), max(spread)))
-        extra = _rec(star["tp_extra"] or 0.0, "default", f"{ref}: mean over other GPUs' TP >= 2 rows",
-                     (0.0, max(extras or [0.0])))
+        why = ("no custom all-reduce without NVLink/P2P (vllm custom_all_reduce.py): NCCL buffers only"
+               if interconnect == "pcie" else f"mean over other {interconnect} GPUs' TP >= 2 rows")
+        extra = _rec(cls["tp_extra"], "default", f"{ref}: {why}",
+                     (0.0, 0.5 if interconnect == "pcie" else max(extras or [cls["tp_extra"]])))
     graphs = [c.row["cudagraph_gib"] for c in ff.fit_cases + ff.held_cases if c.row.get("cudagraph_gib")]
     gsrc = "published" if graphs else "default"
     g_val = float(np.median(graphs)) if graphs else 0.5

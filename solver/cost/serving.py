@@ -17,6 +17,8 @@ The KV accounting itself is solver/cost/engine_memory.py.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from solver.cost import engine_settings as es
@@ -81,10 +83,25 @@ class ServingConfig:
                 "vllm_version": "%d.%d" % self.version, "entry_point": self.entry_point}
 
 
+_SETTINGS: ContextVar[es.EngineSettings | None] = ContextVar("engine_settings", default=None)
+
+
+@contextmanager
+def engine_settings(settings: es.EngineSettings | None):
+    """Inside the block, ``serving_config`` without explicit ``settings`` uses these: a command
+    (``solver plan``, ``solver validate``) sets the user's engine flags once for every cost
+    evaluation below it, as ``memoized_stage_times`` scopes its memo."""
+    token = _SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _SETTINGS.reset(token)
+
+
 def serving_config(profile: Profile, gpu_memory_utilization: float | None = None,
                    max_num_seqs: int | None = None, settings: es.EngineSettings | None = None) -> ServingConfig:
     """The user's settings, then the profile's ``serving`` section, then vLLM's defaults."""
-    st = settings or es.EngineSettings()
+    st = settings or _SETTINGS.get() or es.EngineSettings()
     sv, assumed, sources = profile.serving, [], []
     em = profile.engine_memory.get("vllm")
     runtime = sv_runtime(profile)

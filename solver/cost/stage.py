@@ -9,9 +9,10 @@ receives activations split across its t ranks all-gathers them.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from solver.cost import comm, compute
+from solver.cost.engine_memory import non_torch_bytes
 from solver.cost.memory import StageMemory, padded_vocab, stage_memory
 from solver.cost.ops.compose import OpTime, covered
 from solver.cost.ops.phases import decode_ops, prefill_ops, split_s
@@ -144,6 +145,9 @@ def _stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int, 
     )
 
 
-def stage_mem(stage: Stage, model: ModelSpec, workload: Workload, batch: int | None = None) -> StageMemory:
-    return stage_memory(stage.profile, model, stage.tp, stage.n_layers, stage.first, stage.last,
-                        workload, batch)
+def stage_mem(stage: Stage, model: ModelSpec, workload: Workload, batch: int | None = None,
+              pp: int = 1) -> StageMemory:
+    """Memory per GPU; the runtime overhead is the engine's non-torch memory at this TP/PP
+    (solver.cost.engine_memory.non_torch_bytes: the profile's memory.vllm when it has one)."""
+    mem = stage_memory(stage.profile, model, stage.tp, stage.n_layers, stage.first, stage.last, workload, batch)
+    return replace(mem, runtime_overhead=non_torch_bytes(stage.profile, stage.tp, pp))

@@ -1,0 +1,112 @@
+"""vLLM's memory accounting (solver/cost/engine_memory.py) and its defaults, by hand.
+
+Synthetic profile (80 GiB) with a memory.vllm section: non-torch 0.5 GiB + 1.5 with TP >= 2
++ 0.25 with PP >= 2; phases mlp (3 h + 3 f/t units of T*p) and sampler (10 x R x V x 4 B);
+CUDA graphs 0.5 GiB (after the KV cache); no fragmentation. llama3-8b in fp16, gpu memory
+utilization 0.5 (budget 42,949,672,960 B), 8,192 batched tokens, 256 sequences, prompt 1000
++ output 1000 (max_model_len 2000 = 125 blocks of 16).
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from solver.cli import main
+from solver.cost import engine_settings as es
+from solver.cost.serving import kv_capacity_tokens, serving_config, stage_budgets
+from solver.cost.stage import Stage
+from solver.inputs.model import load_model
+from solver.inputs.profile import load_profile
+from solver.inputs.workload import Workload
+
+L8 = load_model("llama3-8b")
+W = Workload(batch=1, prompt_len=1000, output_len=1000, dtype="fp16")
+SETTINGS = es.EngineSettings(gpu_memory_utilization=0.5, max_num_batched_tokens=8192, max_num_seqs=256)
+
+
+def _rec(v):
+    return {"value": v, "source": "synthetic"}
+
+
+@pytest.fixture
+def vprof(synthetic_profile, tmp_path):
+    raw = json.loads(Path(synthetic_profile.path).read_text())
+    raw["memory"]["vllm"] = {
+        "version": "0.10", "non_torch_gib": {"base": _rec(0.5), "tp_extra": _rec(1.5), "pp_extra": _rec(0.25)},
+        "activation_peak": {"model": "phases_max_v1", "source": "synthetic",
+                            "phases": {"mlp": {"c_h": 3, "c_f_t": 3}, "sampler": {"c_v": 10}}},
+        "cudagraph_gib": _rec(0.5), "fragmentation_frac": _rec(0.0)}
+    (tmp_path / "v.json").write_text(json.dumps(raw))
+    return load_profile(tmp_path / "v.json")
+
+
+def test_single_gpu_budget(vprof):
+    """Weights 16,060,522,496 B; non-torch 536,870,912; MLP phase (3 x 4096 + 3 x 14336) x
+    8192 x 2 = 905,969,664 < sampler 10 x 256 x 128,256 x 4 = 1,313,341,440 (the peak). KV =
+    42,949,672,960 - 16,060,522,496 - 536,870,912 - 1,313,341,440 = 25,038,938,112 B =
+    11,939 blocks of 2,097,152 B (131,072 B per token) = 191,024 tokens."""
+    cfg = serving_config(vprof, settings=SETTINGS)
+    (b,) = stage_budgets([Stage(vprof, 1, 32, True, True)], L8, W, cfg)
+    assert (b.weights, b.non_torch, b.activation_peak, b.activation_phase) == \
+        (16_060_522_496, 536_870_912, 1_313_341_440, "sampler")
+    assert b.kv_cache == 25_038_938_112 and b.blocks == 11_939
+    assert b.cudagraphs == 536_870_912  # reported, not in the budget (V1 captures after sizing KV)
+
+
+def test_tp2_adds_custom_allreduce_memory(vprof):
+    """TP2: weights 8,030,527,488; non-torch 0.5 + 1.5 = 2 GiB = 2,147,483,648; sampler still
+    1,313,341,440 (logits are gathered: full vocabulary on every rank) > MLP 553,648,128.
+    KV 31,458,320,384 B / 1,048,576 B per block (65,536 B per token) = 30,000.99 -> 30,000
+    blocks = 480,000 tokens."""
+    cfg = serving_config(vprof, settings=SETTINGS)
+    assert kv_capacity_tokens([Stage(vprof, 2, 32, True, True)], L8, W, cfg) == 480_000
+
+
+def test_every_stage_gets_the_smallest_stage_blocks(vprof):
+    """PP2 x TP1, 16 layers each; non-torch 0.5 + 0.25 = 805,306,368. Stage 0 (no sampler):
+    42,949,672,960 - 8,030,257,152 - 805,306,368 - 905,969,664 = 33,208,139,776 -> 31,669
+    blocks. Stage 1 (sampler): 42,949,672,960 - 8,030,265,344 - 805,306,368 - 1,313,341,440
+    = 32,800,759,808 -> 31,281 blocks. The engine holds 31,281 x 16 = 500,496 tokens."""
+    cfg = serving_config(vprof, settings=SETTINGS)
+    stages = [Stage(vprof, 1, 16, True, False), Stage(vprof, 1, 16, False, True)]
+    assert [b.blocks for b in stage_budgets(stages, L8, W, cfg)] == [31_669, 31_281]
+    assert kv_capacity_tokens(stages, L8, W, cfg) == 500_496
+
+
+def test_estimate_json_reports_vllm_accounting(vprof, capsys):
+    """The single-GPU case through the CLI: 11,939 blocks = 23.318359375 GiB, 191,024 tokens,
+    maximum concurrency 11,939 / 125 = 95.512; the exported settings are the ones assumed."""
+    assert main(["estimate", "--profile", vprof.path, "--model", "llama3-8b", "--dtype", "fp16",
+                 "--prompt-len", "1000", "--output-len", "1000", "--gpu-memory-utilization", "0.5",
+                 "--max-num-batched-tokens", "8192", "--max-num-seqs", "256", "--vllm-version", "0.10",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    sv = out["serving"]
+    assert (sv["kv_cache_gib"], sv["kv_cache_tokens"]) == (pytest.approx(23.318359375), 191_024)
+    assert sv["max_concurrency"] == pytest.approx(95.512)
+    assert sv["memory_gib"]["non_torch"] == pytest.approx(0.5)
+    assert sv["memory_gib"]["activation_peak"] == pytest.approx(1_313_341_440 / 2**30)
+    assert sv["memory_gib"]["cuda_graphs"] == pytest.approx(0.5)
+    assert sv["settings"]["max_model_len"] == 2000 and sv["settings"]["enable_chunked_prefill"] is True
+
+
+@pytest.mark.parametrize("version,gpu,gib,entry,mml,expect", [
+    ((0, 10), "H100-SXM-80GB", 79.6, "llm", 4096, (16384, 1024)),   # >= 70 GiB, not A100
+    ((0, 10), "H100-SXM-80GB", 79.6, "serve", 4096, (8192, 1024)),
+    ((0, 10), "A100-80GB", 79.3, "llm", 4096, (8192, 256)),         # A100 excluded (PR #17885)
+    ((0, 10), "L40S", 45.0, "serve", 4096, (2048, 256)),
+    ((0, 8), "H100-SXM-80GB", 79.6, "llm", 4096, (16384, 256)),     # 0.8: by name, 256 seqs
+    ((0, 7), "H100-SXM-80GB", 79.6, "llm", 4096, (4096, 256)),      # V0: no chunking <= 32K
+    ((0, 7), "H100-SXM-80GB", 79.6, "llm", 1000, (2048, 256)),      # max(max_model_len, 2048)
+    ((0, 7), "A10G", 22.5, "llm", 65536, (2048, 256)),              # V0 chunked above 32K
+])
+def test_vllm_defaults_by_version(version, gpu, gib, entry, mml, expect):
+    chunked = es.chunked_default(version, mml)[0]
+    tokens = es.batched_tokens_default(version, chunked, mml, gpu, gib, entry)[0]
+    assert (tokens, es.max_num_seqs_default(version, gpu, gib)[0]) == expect
+
+
+def test_version_outside_the_modelled_range_is_refused(capsys):
+    assert main(["estimate", "--profile", "profiles/h100.json", "--model", "llama3-8b", "--vllm-version", "0.4.1"]) == 2
+    assert "--vllm-version: vLLM 0.4 is outside the modelled versions 0.6-0.11" in capsys.readouterr().err
