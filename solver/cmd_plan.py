@@ -93,7 +93,8 @@ def _check_args(args) -> None:
 
 def run(args) -> int:
     if args.request_rate is not None or args.objective in SLO_ONLY_OBJECTIVES:
-        return run_slo(args, _model_ref)
+        with engine_settings(engine_settings_from(args)):
+            return run_slo(args, _model_ref)
     _check_args(args)
     model = load_model(args.model)
     workload = workload_from(args, model)
