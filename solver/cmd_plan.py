@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
@@ -59,6 +60,8 @@ def register(sub) -> None:
     p.add_argument("--max-blocks", type=int, default=None,
                    help="most blocks (runs of stages on one node group) per replica; default 4 for pools "
                         "of <= 12 GPUs and models of <= 16 layers, else 2")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar on stderr (there is none either when stderr is not a terminal)")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
     add_workload_args(p, batch_default=32)
     add_slo_args(p)
@@ -105,7 +108,8 @@ def run(args) -> int:
         result = plan(model, workload, cluster, profiles, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
-                      extra_stages=args.extra_stages, max_blocks=args.max_blocks)
+                      extra_stages=args.extra_stages, max_blocks=args.max_blocks,
+                      progress=not args.quiet and sys.stderr.isatty())
         payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, _model_ref(model, args.model))
     payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": sorted({p.path for p in profiles}),
                          "batch": workload.batch, "prompt_len": workload.prompt_len,

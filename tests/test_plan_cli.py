@@ -116,3 +116,11 @@ def test_two_profiles_for_one_gpu_in_a_folder_is_an_error_a_file_wins(args, caps
     assert out["profiles_used"] == {"SYN-80": str(folder / "my_syn.json")}
     assert main(with_folder + ["--profile", str(folder / "my_syn.json")]) == 0
     assert f"profiles: SYN-80 <- {folder / 'my_syn.json'}" in capsys.readouterr().out
+
+
+def test_quiet_and_no_bar_when_not_a_terminal(args, capsys):
+    """The progress bar is for terminals: captured stderr (not a TTY) gets none, --quiet neither."""
+    assert main(args + ["--json"]) == 0
+    assert "layouts" not in capsys.readouterr().err
+    assert main(args + ["--json", "--quiet"]) == 0
+    assert "layouts" not in capsys.readouterr().err

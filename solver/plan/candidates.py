@@ -203,14 +203,16 @@ class CostTable:
         return self._links[key]
 
     def kv_blocks(self, group: int, tp: int, pos: str, head: int) -> np.ndarray:
-        """KV blocks the engine finds on one GPU of a stage of n layers (index n = 0..L),
-        under the serving settings of group ``head``'s profile (the engine is one process:
-        its first stage's settings), by ``serving.kv_capacity_tokens``."""
-        key = (group, tp, pos, head)
+        """KV blocks the engine finds on one GPU of a stage of n layers (index n = 0..L; 0
+        beyond the kind's memory cap), under the serving settings of group ``head``'s
+        profile (the engine is one process: its first stage's settings), by
+        ``serving.kv_capacity_tokens``."""
+        cfg = serving_config(self.groups[head].profile)
+        key = (group, tp, pos, cfg)
         if key not in self._kv:
-            prof, cfg = self.groups[group].profile, serving_config(self.groups[head].profile)
+            prof, cap = self.groups[group].profile, self.kinds[(group, tp, pos)].cap_layers
             out = np.zeros(self.num_layers + 1, dtype=np.int64)
-            for n in range(1, self.num_layers + 1):
+            for n in range(1, cap + 1):
                 stage = self._stage(prof, tp, n, pos)
                 out[n] = kv_capacity_tokens([stage], self.model, self.workload, cfg) // KV_BLOCK_TOKENS
             self._kv[key] = out

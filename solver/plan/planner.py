@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from tqdm import tqdm
+
 from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
 from solver.cost.serving import KV_BLOCK_TOKENS, serving_config
 from solver.errors import InfeasibleError, InputError
@@ -63,12 +65,14 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
             f"for it -- shorten --prompt-len/--output-len or add GPUs")
 
 
-def shape_values(table: CostTable, bounds: Bounds) -> list[ShapeValue]:
+def shape_values(table: CostTable, bounds: Bounds, progress: bool = False) -> list[ShapeValue]:
     """Evaluated shapes, one per resource signature (the best one), best first. Shapes that
-    differ only in where their inter-node links fall share one evaluation."""
+    differ only in where their inter-node links fall share one evaluation. ``progress``: a
+    bar on stderr once the work has taken 2 s."""
     best: dict[tuple, ShapeValue] = {}
     done: dict[tuple, ShapeValue | None] = {}
-    for shape in enumerate_shapes(table, bounds, table.runtime):
+    shapes = enumerate_shapes(table, bounds, table.runtime)
+    for shape in tqdm(shapes, desc="layouts", unit="layout", delay=2.0, disable=not progress, leave=False):
         vk = shape.value_key()
         if vk not in done:
             done[vk] = evaluate(table, shape)
@@ -94,14 +98,15 @@ def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
 
 
 def layouts(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], runtime: str,
-            extra_stages: int | None, max_blocks: int | None) -> tuple[CostTable, Bounds, list[ShapeValue]]:
+            extra_stages: int | None, max_blocks: int | None,
+            progress: bool = False) -> tuple[CostTable, Bounds, list[ShapeValue]]:
     """The cost table, the search bounds and the evaluated replica layouts (best first) --
     the columns of every planning mode (throughput, cost, SLO); InfeasibleError when none
     holds the model."""
     check_pool_size(cluster)
     table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
     bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
-    values = shape_values(table, bounds)
+    values = shape_values(table, bounds, progress)
     if not values:
         raise InfeasibleError(_no_shape_reason(model, workload, table))
     return table, bounds, values
@@ -117,10 +122,11 @@ def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[
 def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
           objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
           time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
-          extra_stages: int | None = -1, max_blocks: int | None = None) -> PlanResult:
+          extra_stages: int | None = -1, max_blocks: int | None = None, progress: bool = False) -> PlanResult:
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
-    table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks)
+    table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks,
+                                    progress)
     columns = _columns(table, values)
     milp = PlanMILP(columns, [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups],
                     objective, min_tok_s, max_replicas)

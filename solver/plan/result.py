@@ -59,8 +59,8 @@ class Plan:
 @dataclass
 class PlanResult:
     """``status`` is ``optimal`` only when the MILP solver proved it over its columns
-    (docs/metrics.md); with ``heuristic_splits`` > 0 some columns' layer splits were found by
-    hill-climbing, so the optimum is over the searched layouts only;
+    (docs/metrics.md); with ``heuristic_splits`` > 0 some columns' layer splits were searched
+    coarse to fine, so the optimum is over the searched layouts only;
     ``objective``/``best_bound`` are in tokens/s (throughput) or
     $/h (cost); ``gap`` = |bound - objective| / |objective|."""
     status: str

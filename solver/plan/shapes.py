@@ -7,14 +7,12 @@ block holds the first stage, the last block the last stage. A shape's resource u
 list of chunks (group, GPUs). ``solver.plan.space`` enumerates the shapes.
 
 Best split: ``solver.plan.split`` (``estimate_pipeline``'s own elapsed time, vectorised over
-every split, KV-limited waves included); where its grid is too large, ``polish``
-hill-climbs on ``estimate_pipeline`` from a memory-proportional start (marked heuristic).
-The shape's value is ``estimate_pipeline`` on the final split.
+every split, KV-limited waves included; coarse to fine where the grid is too large, marked
+heuristic). The shape's value is that elapsed time's throughput.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from solver.cost.pipeline import estimate_pipeline
@@ -93,10 +91,9 @@ class Shape:
 class ShapeValue:
     shape: Shape
     layers: tuple[int, ...]
-    throughput_tok_s: float  # estimate_pipeline on this split: the reported number
-    standin_tok_s: float     # solver.plan.split's value for the same split (equal when exact_split)
-    bottleneck: str
-    exact_split: bool = True  # False: grid too large, or polish moved the split (hill-climbing)
+    throughput_tok_s: float  # estimate_pipeline's throughput on this split (the MILP's v_s)
+    bottleneck: str          # "" until placed (exact splits)
+    exact_split: bool = True  # False: grid too large, searched coarse to fine
 
 
 def shape_links(table: CostTable, shape: Shape) -> list[tuple[int, int, bool, int]]:
@@ -125,44 +122,13 @@ def _fits(table: CostTable, shape: Shape, layers: tuple[int, ...]) -> bool:
     return all(n <= table.kinds[k].cap_layers for k, n in zip(shape.stages(), layers))
 
 
-def polish(table: CostTable, shape: Shape, layers: tuple[int, ...], est):
-    """Hill-climb on ``estimate_pipeline`` itself: move one layer between two segments
-    (each kept even) while the throughput rises. The stand-in ranks splits; this makes the
-    chosen split a local optimum of the one throughput definition, whatever its internals."""
-    stages = shape.stages()
-    keys = list(dict.fromkeys(stages))
-    counts = [stages.count(k) for k in keys]
-    while len(keys) > 1:
-        totals = {k: sum(n for s, n in zip(stages, layers) if s == k) for k in keys}
-        best = None
-        for a, b in itertools.permutations(keys, 2):
-            if totals[a] - 1 < counts[keys.index(a)]:
-                continue
-            moved = dict(totals)
-            moved[a], moved[b] = totals[a] - 1, totals[b] + 1
-            cand = spread_layers(stages, keys, counts, moved)
-            if not _fits(table, shape, cand):
-                continue
-            e = _estimate(table, shape, cand)
-            if e.throughput_tok_s > (best or est).throughput_tok_s * (1 + 1e-12):
-                best, best_layers = e, cand
-        if best is None:
-            break
-        est, layers = best, best_layers
-    return layers, est
-
-
-def evaluate(table: CostTable, shape: Shape, polish_split: bool = True) -> ShapeValue | None:
-    """Best split of ``shape`` (``solver.plan.split``) and its throughput from
-    ``estimate_pipeline``; a heuristic start (grid too large) is hill-climbed."""
+def evaluate(table: CostTable, shape: Shape) -> ShapeValue | None:
+    """Best split of ``shape`` (``solver.plan.split``) and its throughput: the split search's
+    elapsed time is ``estimate_pipeline``'s (the same formula, tested), so it is the value.
+    The bottleneck is named when a replica is placed (``assign.evaluate_replica``)."""
     found = best_split(table, shape.stages(), shape_links(table, shape))
     if found is None:
         return None
     layers, elapsed_s, exact = found
-    est = _estimate(table, shape, layers)
-    if not exact and polish_split:
-        layers, est = polish(table, shape, layers, est)
-    if est.throughput_tok_s <= 0:
-        return None
     tokens = table.workload.batch * (table.workload.prompt_len + table.workload.output_len)
-    return ShapeValue(shape, layers, est.throughput_tok_s, tokens / elapsed_s, est.bottleneck, exact_split=exact)
+    return ShapeValue(shape, layers, tokens / elapsed_s, "", exact_split=exact)

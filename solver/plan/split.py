@@ -17,8 +17,8 @@ possible (the stage with the most layers sets the segment's max time and its KV 
 times are affine in the layer count, so the sum is fixed), and the best split is found by
 evaluating every vector of segment totals at once with numpy. That is exact: the same
 formula (checked against ``estimate_pipeline`` in tests/test_plan_split.py), every split.
-Grids above ``MAX_GRID_POINTS`` start from a memory-proportional split that
-``shapes.polish`` hill-climbs on ``estimate_pipeline`` (marked heuristic).
+Grids above ``MAX_GRID_POINTS`` are searched coarse to fine (every k-th total, then the
+full grid around the best; marked heuristic).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class _Waves:
     prefill step, prefill steps (row 0: an empty wave)."""
 
     def __init__(self, depth: int, cmax: int, per_step_max: int):
+        self.key = (depth, cmax, per_step_max)
         n = np.arange(cmax + 1)
         self.mp = np.minimum(depth, n)
         self.mb = np.where(n > 0, -(-n // np.maximum(self.mp, 1)), 0)
@@ -71,15 +72,17 @@ def _segment(table: CostTable, kind, count: int, batch: int, L: int):
     return table.memo[key]
 
 
-def _kind_rows(table: CostTable, kind, count: int, waves: _Waves, needed, L: int):
-    """[n, total] arrays of the segment's max/sum prefill time (at ps(n) prompts) and
-    max/sum decode time (at mb(n) sequences), filled for the wave sizes ``needed``."""
-    rows = len(waves.mp)
-    maxp, sump, maxd, sumd = (np.zeros((rows, L + 1)) for _ in range(4))
-    for n in needed:
-        maxp[n], sump[n] = _segment(table, kind, count, int(waves.ps[n]), L)[:2]
-        maxd[n], sumd[n] = _segment(table, kind, count, int(waves.mb[n]), L)[2:]
-    return maxp, sump, maxd, sumd
+def _kind_rows(table: CostTable, kind, count: int, waves: _Waves, needed: tuple, L: int) -> np.ndarray:
+    """[quantity, n, total]: the segment's max and sum prefill time (at ps(n) prompts), max
+    and sum decode time (at mb(n) sequences), filled for the wave sizes ``needed``."""
+    key = ("rows", kind, count, waves.key, needed)
+    if key not in table.memo:
+        out = np.zeros((4, len(waves.mp), L + 1))
+        for n in needed:
+            out[0:2, n] = _segment(table, kind, count, int(waves.ps[n]), L)[:2]
+            out[2:4, n] = _segment(table, kind, count, int(waves.mb[n]), L)[2:]
+        table.memo[key] = out
+    return table.memo[key]
 
 
 def _link_rows(table: CostTable, links, waves: _Waves, needed):
@@ -93,76 +96,100 @@ def _link_rows(table: CostTable, links, waves: _Waves, needed):
     return out
 
 
+class _Layout:
+    """Everything ``elapsed`` needs for one layout, built once."""
+
+    def __init__(self, table: CostTable, stages: list, links: list):
+        wl = table.workload
+        self.table, self.stages, self.links, self.L = table, stages, links, table.num_layers
+        self.cfg = serving_config(table.groups[stages[0][0]].profile)
+        self.B, self.O1 = wl.batch, max(0, wl.output_len - 1)
+        self.cmax = min(self.B, self.cfg.max_num_seqs)
+        self.per_seq = math.ceil(wl.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+        self.waves = _Waves(len(stages), self.cmax, max(1, self.cfg.batched_tokens(wl) // wl.prompt_len))
+        self.keys = list(dict.fromkeys(stages))
+        self.counts = [stages.count(k) for k in self.keys]
+        self.kv = [table.kv_blocks(g, t, pos, stages[0][0]) for g, t, pos in self.keys]
+
+    def ranges(self) -> list[np.ndarray]:
+        return [np.arange(c, min(self.L, c * self.table.kinds[k].cap_layers) + 1)
+                for k, c in zip(self.keys, self.counts)]
+
+    def elapsed(self, totals: list[np.ndarray]) -> np.ndarray:
+        """Elapsed seconds per vector of segment totals (inf: no sequence fits)."""
+        # concurrency: the smallest stage's KV blocks (the stage with the most layers of each segment)
+        blocks = np.min([kv[-(-n // c)] for kv, c, n in zip(self.kv, self.counts, totals)], axis=0)
+        conc = np.minimum(self.cmax, blocks * KV_BLOCK_TOKENS // self.per_seq)
+        safe = np.maximum(conc, 1)
+        full, rest = self.B // safe, self.B % safe
+        needed = tuple(sorted(set(np.unique(safe).tolist()) | set(np.unique(rest[rest > 0]).tolist())))
+        seg = [_kind_rows(self.table, k, c, self.waves, needed, self.L) for k, c in zip(self.keys, self.counts)]
+        lk = _link_rows(self.table, self.links, self.waves, needed)
+        pre_o, dec_o, w = self.cfg.prefill_overhead_s, self.cfg.decode_step_overhead_s, self.waves
+
+        def wave_s(n: np.ndarray) -> np.ndarray:
+            if n.min() == n.max():  # one wave size everywhere (the common case): a cheaper gather
+                n0 = int(n[0])
+                got = [s[:, n0].take(x, axis=1) for s, x in zip(seg, totals)]
+                n = np.int64(n0)
+            else:
+                got = [s[:, n, x] for s, x in zip(seg, totals)]  # per segment: (4, points)
+            pmax = np.maximum(np.max([g[0] for g in got], axis=0), np.maximum(lk[1][n], pre_o))
+            psum = sum(g[1] for g in got) + lk[0][n] + pre_o
+            dmax = np.maximum(np.max([g[2] for g in got], axis=0), np.maximum(lk[3][n], dec_o))
+            dsum = sum(g[3] for g in got) + lk[2][n] + dec_o
+            out = psum + (w.steps[n] - 1) * pmax + self.O1 * np.maximum(w.mp[n] * dmax, dsum)
+            return np.where(n > 0, out, 0.0)
+
+        with np.errstate(invalid="ignore"):
+            out = full * wave_s(safe)
+            if np.any(rest > 0):
+                out = out + np.where(rest > 0, wave_s(rest), 0.0)
+        return np.where((conc >= 1) & np.isfinite(out), out, np.inf)
+
+    def grid(self, axes: list[np.ndarray], last: np.ndarray):
+        """Best (elapsed, totals) over the product of ``axes`` (all segments but the last,
+        whose total is what is left), or None."""
+        grids = [gr.ravel() for gr in np.meshgrid(*axes, indexing="ij")] if axes else []
+        rest = self.L - (sum(grids) if grids else np.zeros(1, dtype=int))
+        ok = (rest >= last[0]) & (rest <= last[-1])
+        if not np.any(ok):
+            return None
+        totals = [gr[ok] for gr in grids] + [rest[ok]]
+        e = self.elapsed(totals)
+        i = int(np.argmin(e))
+        return (float(e[i]), [int(n[i]) for n in totals]) if np.isfinite(e[i]) else None
+
+
 def best_split(table: CostTable, stages: list, links: list) -> tuple[tuple[int, ...], float, bool] | None:
     """(layers per stage, elapsed s, exact) minimising ``estimate_pipeline``'s elapsed time
     for a layout with ``stages`` ((group, tp, position) in order) and ``links`` ((sender,
-    receiver, same node, sender TP) per link); None when no split runs one sequence."""
-    wl, L, m = table.workload, table.num_layers, len(stages)
-    cfg = serving_config(table.groups[stages[0][0]].profile)
-    B, O1 = wl.batch, max(0, wl.output_len - 1)
-    cmax = min(B, cfg.max_num_seqs)
-    per_seq = math.ceil(wl.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
-    waves = _Waves(m, cmax, max(1, cfg.batched_tokens(wl) // wl.prompt_len))
-    keys = list(dict.fromkeys(stages))
-    counts = [stages.count(k) for k in keys]
-    if any(table.kind(*k) is None for k in keys):
+    receiver, same node, sender TP) per link); None when no split runs one sequence.
+    Grids above ``MAX_GRID_POINTS``: every ``stride``-th total per segment, then the full
+    grid within one stride of the best, twice (not exact)."""
+    if any(table.kind(*k) is None for k in dict.fromkeys(stages)):
         return None  # a stage kind that cannot hold one layer
-    ranges = [np.arange(c, min(L, c * table.kinds[k].cap_layers) + 1) for k, c in zip(keys, counts)]
+    lay = _Layout(table, stages, links)
+    ranges = lay.ranges()
     if any(len(r) == 0 for r in ranges):
         return None
-    if int(np.prod([len(r) for r in ranges[:-1]])) > MAX_GRID_POINTS:
-        start = _proportional(table, stages, keys, counts)
-        return None if start is None else (start, math.inf, False)
-    grids = [gr.ravel() for gr in np.meshgrid(*ranges[:-1], indexing="ij")] if len(keys) > 1 else []
-    last = L - (sum(grids) if grids else np.zeros(1, dtype=int))
-    ok = (last >= ranges[-1][0]) & (last <= ranges[-1][-1])
-    if not np.any(ok):
+    size = int(np.prod([len(r) for r in ranges[:-1]]))
+    exact = size <= MAX_GRID_POINTS or len(ranges) == 1
+    if exact:
+        found = lay.grid(ranges[:-1], ranges[-1])
+    else:
+        stride = math.ceil((size / max(1, MAX_GRID_POINTS)) ** (1 / (len(ranges) - 1)))
+        found = lay.grid([r[::stride] for r in ranges[:-1]], ranges[-1])
+        for _ in range(2):
+            if found is None:
+                break
+            axes = [r[(r >= x - stride) & (r <= x + stride)] for r, x in zip(ranges[:-1], found[1])]
+            found = lay.grid(axes, ranges[-1])
+            stride = max(1, stride // 2)
+    if found is None:
         return None
-    totals = [gr[ok] for gr in grids] + [last[ok]]
-    # concurrency: the smallest stage's KV blocks (the stage with the most layers of each segment)
-    head = stages[0][0]
-    blocks = np.min([table.kv_blocks(g, t, pos, head)[-(-n // c)] for (g, t, pos), c, n in zip(keys, counts, totals)],
-                    axis=0)
-    conc = np.minimum(cmax, blocks * KV_BLOCK_TOKENS // per_seq)
-    safe = np.maximum(conc, 1)
-    full, rest = B // safe, B % safe
-    needed = sorted(set(np.unique(safe).tolist()) | set(np.unique(rest[rest > 0]).tolist()))
-    seg = [_kind_rows(table, k, c, waves, needed, L) for k, c in zip(keys, counts)]
-    lk = _link_rows(table, links, waves, needed)
-    pre_o, dec_o = cfg.prefill_overhead_s, cfg.decode_step_overhead_s
-
-    def wave_s(n: np.ndarray) -> np.ndarray:
-        psum = sum(s[1][n, x] for s, x in zip(seg, totals)) + lk[0][n] + pre_o
-        pmax = np.maximum(np.max([s[0][n, x] for s, x in zip(seg, totals)], axis=0), np.maximum(lk[1][n], pre_o))
-        dsum = sum(s[3][n, x] for s, x in zip(seg, totals)) + lk[2][n] + dec_o
-        dmax = np.maximum(np.max([s[2][n, x] for s, x in zip(seg, totals)], axis=0), np.maximum(lk[3][n], dec_o))
-        out = psum + (waves.steps[n] - 1) * pmax + O1 * np.maximum(waves.mp[n] * dmax, dsum)
-        return np.where(n > 0, out, 0.0)
-
-    with np.errstate(invalid="ignore"):
-        elapsed = full * wave_s(safe) + np.where(rest > 0, wave_s(rest), 0.0)
-    elapsed = np.where((conc >= 1) & np.isfinite(elapsed), elapsed, np.inf)
-    i = int(np.argmin(elapsed))
-    if not np.isfinite(elapsed[i]):
-        return None
-    return spread_layers(stages, keys, counts, {k: int(n[i]) for k, n in zip(keys, totals)}), float(elapsed[i]), True
-
-
-def _proportional(table: CostTable, stages, keys, counts) -> tuple[int, ...] | None:
-    """Start when the grid is too large: layers in proportion to memory caps."""
-    caps = [table.kinds[k].cap_layers * c for k, c in zip(keys, counts)]
-    L = table.num_layers
-    if sum(caps) < L:
-        return None
-    totals = [max(c, int(L * cap / sum(caps))) for c, cap in zip(counts, caps)]
-    i = 0
-    while sum(totals) != L:
-        j = i % len(keys)
-        step = 1 if sum(totals) < L else -1
-        if counts[j] <= totals[j] + step <= caps[j]:
-            totals[j] += step
-        i += 1
-    return spread_layers(stages, keys, counts, dict(zip(keys, totals)))
+    elapsed_s, totals = found
+    return spread_layers(stages, lay.keys, lay.counts, dict(zip(lay.keys, totals))), elapsed_s, exact
 
 
 def spread_layers(stages, keys, counts, seg_total) -> tuple[int, ...]:
