@@ -84,6 +84,10 @@ fi
 # The L40S tables are imported in the serving step above. H200 has no other section: datasheet + defaults.
 if [[ "$what" == all || "$what" == ops ]]; then
   "$CAL" import-aiconfigurator --system a100_sxm --backend vllm --out profiles/a100.json
+  # the engine's per-step overhead on top of the A100 tables, fitted on the split=fit rows of
+  # public vLLM benchmark_latency runs (data/step_times/README.md); held-out error in fit_error
+  "$CAL" fit-step-overhead data/step_times/a100_vllm_latency.csv --profile profiles/a100.json \
+      --ref "vLLM issues #16300 (QwQ-32B, vLLM 0.7.2, 8x A100 80GB) and #12315 (Llama-3.3-70B, vLLM 0.6.6, 4x A100): benchmark_latency.py results quoted in the issue bodies"
   "$CAL" import-aiconfigurator --system h100_sxm --backend vllm --out profiles/h100.json
   "$CAL" init --gpu H200 --out profiles/h200.json --force
   "$CAL" import-aiconfigurator --system h200_sxm --backend vllm --out profiles/h200.json

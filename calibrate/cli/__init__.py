@@ -18,6 +18,7 @@ _COMMANDS = [
     "calibrate.cli.fit_serving",
     "calibrate.cli.vllm_log",
     "calibrate.cli.import_aiconfigurator",
+    "calibrate.cli.fit_step_overhead",
 ]
 
 

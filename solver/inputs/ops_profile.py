@@ -19,6 +19,7 @@ from solver.inputs.fields import Fields, finite_number
 
 OP_SOURCES = ("measured", "published", "synthetic", "default")
 AR_IMPLS = ("custom_graph", "custom_eager", "nccl")
+OVERHEAD_TERMS = ("per_seq", "per_rank", "per_seq_rank")
 _SRC_KEYS = ("source", "ref", "note")
 
 
@@ -84,6 +85,21 @@ class OpTables:
     elementwise_latency_us: OpValue | None = None       # fixed time per elementwise kernel
     decode_step_overhead_ms: OpValue | None = None      # engine time per decode step beyond kernels
     prefill_step_overhead_ms: OpValue | None = None     # per prefill (chunk) step
+    # engine time that grows with the step's sequences and the TP workers it drives (ms):
+    # + per_seq x rows + per_rank x (t-1) + per_seq_rank x rows x (t-1)  (docs/profile.md)
+    overhead_terms: dict = field(default_factory=dict)  # name -> OpValue
+
+    def step_overhead_s(self, phase: str, rows: float, tp: int) -> tuple[float, str] | None:
+        """Engine time of one step beyond the kernels, or None when the tables carry none."""
+        base = self.decode_step_overhead_ms if phase == "decode" else self.prefill_step_overhead_ms
+        if base is None:
+            return None
+        terms = self.overhead_terms
+        ms = base.value
+        ms += terms["per_seq"].value * rows if "per_seq" in terms else 0.0
+        ms += terms["per_rank"].value * (tp - 1) if "per_rank" in terms else 0.0
+        ms += terms["per_seq_rank"].value * rows * (tp - 1) if "per_seq_rank" in terms else 0.0
+        return ms * 1e-3, f"{base.source}: {base.ref}" if base.ref else base.source
 
     def allreduce_table(self, impl: str, ranks: int) -> AllReduceTable | None:
         for t in self.all_reduce:
@@ -179,16 +195,20 @@ def _runtime(data, where: str, key: str) -> OpTables:
         if "latency_us" in ef.data:
             ew_lat = _opvalue(ef.data["latency_us"], where, f"{path}.elementwise.latency_us", top)
     dec_oh = pre_oh = None
+    terms = {}
     if "step_overhead_ms" in f.data:
-        sf = Fields(f.data["step_overhead_ms"], where, f"{path}.step_overhead_ms", ("decode", "prefill", "note"))
+        sf = Fields(f.data["step_overhead_ms"], where, f"{path}.step_overhead_ms",
+                    ("decode", "prefill", *OVERHEAD_TERMS, "note"))
         if "decode" in sf.data:
             dec_oh = _opvalue(sf.data["decode"], where, f"{path}.step_overhead_ms.decode", top)
         if "prefill" in sf.data:
             pre_oh = _opvalue(sf.data["prefill"], where, f"{path}.step_overhead_ms.prefill", top)
+        terms = {k: _opvalue(sf.data[k], where, f"{path}.step_overhead_ms.{k}", top)
+                 for k in OVERHEAD_TERMS if k in sf.data}
     return OpTables(key=key, runtime=f.get("runtime", str, key), source=top[0], ref=top[1], gemm=gemm,
                     prefill_attention=pre, decode_attention=dec, all_reduce=tuple(ars), allreduce_policy=policy,
                     elementwise_gbps=ew_gbps, elementwise_latency_us=ew_lat,
-                    decode_step_overhead_ms=dec_oh, prefill_step_overhead_ms=pre_oh)
+                    decode_step_overhead_ms=dec_oh, prefill_step_overhead_ms=pre_oh, overhead_terms=terms)
 
 
 def parse_ops(data, where: str) -> dict:

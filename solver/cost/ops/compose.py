@@ -177,9 +177,7 @@ def stage_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
             ops.append(OpTime("logits_all_gather", "all_gather",
                               comm.tp_allgather_s(profile, tp, step.rows * vocab * p), 1,
                               "collectives fit / network block"))
-        oh = None if tables is None else (tables.decode_step_overhead_ms if phase == "decode"
-                                          else tables.prefill_step_overhead_ms)
+        oh = None if tables is None else tables.step_overhead_s(phase, step.rows, tp)
         if oh is not None:
-            ops.append(OpTime("step_overhead", "overhead", oh.value * 1e-3, 1,
-                              f"{oh.source}: {oh.ref}" if oh.ref else oh.source))
+            ops.append(OpTime("step_overhead", "overhead", oh[0], 1, oh[1]))
     return ops

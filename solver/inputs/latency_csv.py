@@ -1,0 +1,61 @@
+"""Measured engine latencies (``data/step_times/*.csv``): one row per run of a fixed batch.
+
+Columns: ``id, split, gpu, model, tp, pp, runtime, dtype, batch, input_len, output_len,
+latency_s, source, note``. ``latency_s`` is the time to generate ``output_len`` tokens for
+``batch`` prompts of ``input_len`` tokens at once (vLLM ``benchmark_latency.py``): one prefill
+then ``output_len - 1`` decode steps. ``split`` is ``fit`` (a fit may use the row) or
+``held-out`` (never fitted on). Every problem is one InputError naming file, row and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from solver.errors import InputError
+from solver.inputs.fields import read_text
+
+COLUMNS = ("id", "split", "gpu", "model", "tp", "pp", "runtime", "dtype", "batch", "input_len", "output_len",
+           "latency_s", "source")
+SPLITS = ("fit", "held-out")
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    id: str
+    split: str
+    gpu: str
+    model: str
+    tp: int
+    pp: int
+    runtime: str
+    dtype: str
+    batch: int
+    input_len: int
+    output_len: int
+    latency_s: float
+    source: str
+
+
+def read_latency_rows(path: str) -> list[LatencyRow]:
+    reader = csv.DictReader(io.StringIO(read_text(path, newline="")))
+    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise InputError(path, missing[0], "required column is missing")
+    out = []
+    for i, r in enumerate(reader, start=1):
+        def num(col: str, kind=int, lo: float = 1):
+            try:
+                v = kind(r[col])
+            except (TypeError, ValueError):
+                raise InputError(path, f"row {i}, {col}", f"must be a number, got {r[col]!r}") from None
+            if not v >= lo:
+                raise InputError(path, f"row {i}, {col}", f"must be >= {lo:g}, got {v!r}")
+            return v
+        if r["split"] not in SPLITS:
+            raise InputError(path, f"row {i}, split", f"must be one of {', '.join(SPLITS)}, got {r['split']!r}")
+        out.append(LatencyRow(r["id"], r["split"], r["gpu"], r["model"], num("tp"), num("pp"), r["runtime"],
+                              r["dtype"] or "bf16", num("batch"), num("input_len"), num("output_len"),
+                              num("latency_s", float, 1e-9), r["source"]))
+    return out
