@@ -77,3 +77,16 @@ def test_online_bad_histogram(capsys, write):
     assert main(["estimate", "--profile", SYN, "--model", "llama3-8b", "--online", "--concurrency", "1",
                  "--lengths", str(hist)]) == 2
     assert "h.csv: row 1: prompt_len and output_len must be integers" in capsys.readouterr().err
+
+
+def test_step_model_pipeline_micro_batches(synthetic_profile):
+    """PP2 on one node: a decode round of 8 sequences is the offline model's round
+    (2 micro-batches of 4: max(2 x busiest server, chain)), and the batch grid is exact at 8."""
+    m = load_model("llama3-8b")
+    stages = [Stage(synthetic_profile, 1, 16, True, False), Stage(synthetic_profile, 1, 16, False, True)]
+    steps = StepModel(m, stages, [None])
+    off = estimate_pipeline(m, Workload(batch=8, prompt_len=1024, output_len=0), stages, [None], serving=steps.cfg)
+    assert off.num_micro_batches == 2
+    assert steps.decode_s(8, 1024) == pytest.approx(off.decode_round_s)
+    # between batch grid points 8 and 10 the round is interpolated linearly
+    assert steps.decode_s(9, 1024) == pytest.approx(0.5 * (steps.decode_s(8, 1024) + steps.decode_s(10, 1024)))

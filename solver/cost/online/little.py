@@ -4,7 +4,7 @@ Open loop, rate lambda (requests/s), mean prompt p, mean output o, token budget 
 - decodes running: B = lambda x (o - 1) x ITL              (Little: arrival rate x time in decode)
 - prompt tokens per step: tau = lambda x p x ITL            (what arrives during one step)
 - ITL = D(B, ctx) + share x (F(chunk) - D(1, 0))           (``StepModel.step_s`` averaged over steps)
-  with ctx = p + o/2 and chunk = min(p, K - B): while tau <= chunk a fraction tau/chunk of
+  with ctx = p + o/2 (on the context grid) and chunk = min(p, K - B): while tau <= chunk a fraction tau/chunk of
   steps carries one chunk, beyond it every step carries tau tokens.
 ITL is the fixed point of that map (iterated from D(1, ctx); it rises monotonically). The
 load is stable while the fixed point exists with B <= min(max_num_seqs, KV tokens / context)
@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from solver.cost.online.steps import StepModel
+from solver.cost.online.steps import CTX_GRID_TOKENS, StepModel
 from solver.cost.online.traffic import Traffic
 
 _ITER = 200
@@ -66,8 +66,14 @@ def running_cap(steps: StepModel, traffic: Traffic) -> tuple[int, str]:
     return (kv, "kv_cache") if kv < steps.max_num_seqs else (steps.max_num_seqs, "max_num_seqs")
 
 
+def mean_context(p: float, o: float) -> float:
+    """Tokens a decode attends on average, p + o/2, on the step model's context grid (one
+    grid point: half the step evaluations of an off-grid context, <= 128 tokens of KV off)."""
+    return max(CTX_GRID_TOKENS, round((p + o / 2) / CTX_GRID_TOKENS) * CTX_GRID_TOKENS)
+
+
 def _state(steps: StepModel, rate: float, p: float, o: float, cap: int, cap_name: str) -> SteadyState:
-    ctx = p + o / 2
+    ctx = mean_context(p, o)
     itl = steps.decode_s(1, ctx)
     b = share = tau = 0.0
     chunk = float(min(p, steps.budget_tokens))
@@ -112,7 +118,7 @@ def steady_state(steps: StepModel, traffic: Traffic) -> SteadyState:
         st = steady_state(steps, Traffic(traffic.prompt_len, traffic.output_len, cap, None, traffic.histogram))
         return SteadyState(st.stable, st.rate_per_s, st.running, st.itl_mean_s, st.decode_step_s, st.chunk_step_s,
                            st.chunk_share, st.chunks_per_prompt, st.prefill_busy, cap_name)
-    x = c / (steps.prefill_s(int(p)) + (o - 1) * steps.decode_s(c, p + o / 2))
+    x = c / (steps.prefill_s(int(p)) + (o - 1) * steps.decode_s(c, mean_context(p, o)))
     st = _state(steps, x, p, o, cap, cap_name)
     for _ in range(_ITER):
         ttft = st.chunks_per_prompt * st.chunk_step_s + st.itl_mean_s / 2
@@ -130,8 +136,9 @@ def max_stable_rate(steps: StepModel, traffic: Traffic, rel_tol: float = 1e-3) -
     cap, cap_name = running_cap(steps, traffic)
     if cap < 1:
         return 0.0, cap_name
-    hi = 1.0 / steps.decode_s(1, p + o / 2)  # more than one request per step-time: never stable
-    hi = max(hi, cap / ((o - 1) * steps.decode_s(max(1, cap), p + o / 2) + steps.prefill_s(int(p))) * 2)
+    ctx = mean_context(p, o)
+    hi = 1.0 / steps.decode_s(1, ctx)  # more than one request per step-time: never stable
+    hi = max(hi, cap / ((o - 1) * steps.decode_s(max(1, cap), ctx) + steps.prefill_s(int(p))) * 2)
     lo, why = 0.0, ""
     st = _state(steps, hi, p, o, cap, cap_name)
     while st.stable:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from solver.cost.online.little import max_stable_rate, steady_state
+from solver.cost.online.little import max_stable_rate, mean_context, steady_state
 from solver.cost.online.simulate import DEFAULT_SEED, simulate
 from solver.cost.online.steps import StepModel
 from solver.cost.online.traffic import Traffic
@@ -84,13 +84,13 @@ def floor_latency_ms(steps: StepModel, traffic: Traffic) -> tuple[float, float]:
     p, o = traffic.mean_lengths()
     chunks = math.ceil(p / steps.budget_tokens)
     ttft = chunks * steps.prefill_s(min(int(p), steps.budget_tokens))
-    return ttft * 1e3, steps.decode_s(1, p + o / 2) * 1e3
+    return ttft * 1e3, steps.decode_s(1, mean_context(p, o)) * 1e3
 
 
 def max_rate_under_slo(steps: StepModel, traffic: Traffic, slo: SLO, *, simulate_check: bool = False,
                        seed: int = DEFAULT_SEED, rel_tol: float = 0.01) -> RateAtSLO:
     """Largest rate meeting ``slo`` on this replica (``traffic`` gives the lengths)."""
-    stable, why_stable = max_stable_rate(steps, traffic)
+    stable, why_stable = max_stable_rate(steps, traffic, rel_tol)
     best_ttft, best_tpot = floor_latency_ms(steps, traffic)
     method = "simulation" if simulate_check else "steady-state"
     if stable <= 0 or not slo.met(best_ttft / 1e3, best_tpot / 1e3):

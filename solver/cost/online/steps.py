@@ -34,6 +34,24 @@ from solver.inputs.workload import Workload
 
 # Spacing of the decode-context grid; D is linear in ctx between points (KV bytes read).
 CTX_GRID_TOKENS = 256
+# Spacing of the prefill-chunk grid above which F is interpolated linearly.
+PREFILL_GRID_TOKENS = 256
+
+
+def batch_grid_below(b: float) -> tuple[int, int]:
+    """Decode batches D is computed at: every batch up to 8, then four points per doubling
+    (8, 10, 12, 14, 16, 20, ...); D is interpolated linearly in between (the roofline is
+    piecewise linear in b, op tables are interpolated the same way). Returns the grid points
+    (lo, hi) with lo <= b <= hi."""
+    if b <= 8:
+        lo = max(1, math.floor(b))
+        return lo, (lo if lo == b else lo + 1)
+    k = 2 ** math.floor(math.log2(b))
+    pts = [k, k + k // 4, k + k // 2, k + 3 * k // 4, 2 * k]
+    for lo, hi in zip(pts, pts[1:]):
+        if lo <= b <= hi:
+            return lo, (lo if lo == b else hi)
+    return pts[-1], pts[-1]
 
 # vLLM 0.10 online server defaults with chunked prefill (EngineArgs._set_default_args_v1,
 # "OPENAI_API_SERVER" usage context): max_num_batched_tokens 8192 on GPUs of >= 70 GiB that
@@ -105,9 +123,19 @@ class StepModel:
                                                 self.runtime, serving=self.cfg)
         return self._cache[key]
 
-    def prefill_s(self, tokens: int) -> float:
-        """F(P): one prefill pass of a ``tokens``-token chunk through the pipeline."""
+    def _prefill_grid(self, tokens: int) -> float:
         return self._wave(self._workload(tokens), 1).prefill_s
+
+    def prefill_s(self, tokens: float) -> float:
+        """F(P): one prefill pass of a P-token chunk through the pipeline; exact up to
+        ``PREFILL_GRID_TOKENS`` and at its multiples, linear in between (the GEMMs are
+        linear in P; the causal-attention term's curvature over one grid step is small)."""
+        g = PREFILL_GRID_TOKENS
+        if tokens <= g:
+            return self._prefill_grid(max(1, round(tokens)))
+        lo = math.floor(tokens / g) * g
+        f0 = self._prefill_grid(lo)
+        return f0 if tokens == lo else f0 + (tokens - lo) / g * (self._prefill_grid(lo + g) - f0)
 
     def _decode_grid(self, b: int, ctx: int) -> float:
         """A decode round at context ``ctx``: a 1-token prompt with 2 (ctx - 1) outputs has
@@ -115,12 +143,11 @@ class StepModel:
         return self._wave(self._workload(1, b, 2 * max(0, ctx - 1)), b).round_s
 
     def decode_s(self, b: float, ctx: float) -> float:
-        """D(b, ctx): one decode round of b sequences (fractional b interpolates between
-        whole batches), attending ctx tokens each (linear between grid points)."""
+        """D(b, ctx): one decode round of b sequences attending ctx tokens each, linear
+        between the grid points of ``batch_grid_below`` and ``CTX_GRID_TOKENS``."""
         if b <= 0:
             return 0.0
-        lo_b = max(1, math.floor(b))
-        hi_b = lo_b + 1 if b > lo_b else lo_b
+        lo_b, hi_b = batch_grid_below(max(b, 1.0))
         g = CTX_GRID_TOKENS
         c0 = max(0, math.floor(ctx / g) * g)
         c1 = c0 + g
@@ -131,7 +158,7 @@ class StepModel:
             return d0 + fc * (self._decode_grid(bb, c1) - d0) if fc > 0 else d0
 
         d_lo = at(lo_b)
-        return d_lo if hi_b == lo_b else d_lo + (b - lo_b) * (at(hi_b) - d_lo)
+        return d_lo if hi_b == lo_b else d_lo + (b - lo_b) / (hi_b - lo_b) * (at(hi_b) - d_lo)
 
     def weights_pass_s(self) -> float:
         """D(1, 0): one decode round that only streams the weights (plus fixed costs)."""
