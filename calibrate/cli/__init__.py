@@ -19,6 +19,7 @@ _COMMANDS = [
     "calibrate.cli.vllm_log",
     "calibrate.cli.import_aiconfigurator",
     "calibrate.cli.fit_step_overhead",
+    "calibrate.cli.fit_ops",
 ]
 
 

@@ -220,7 +220,12 @@ def parse_ops(data, where: str) -> dict:
 
 def tables_for(ops: dict, runtime: str) -> OpTables | None:
     """The op tables of ``runtime`` (``vllm`` matches key ``vllm-0.14``; the newest version
-    key sorts last and wins), or None: the cost model then falls back to the roofline."""
-    keys = sorted((k for k in ops if k == runtime or k.startswith(runtime + "-")),
-                  key=lambda k: [int(p) if p.isdigit() else 0 for p in k.split("-", 1)[-1].split(".")])
+    key sorts last and wins); a profile without them lends the tables it has (kernel times
+    measured under another runtime, e.g. ``native`` torch sweeps; the key shows in every op's
+    source). None without any: the cost model falls back to the roofline."""
+    def version(k: str) -> list:
+        return [int(p) if p.isdigit() else 0 for p in k.split("-", 1)[-1].split(".")]
+    keys = sorted((k for k in ops if k == runtime or k.startswith(runtime + "-")), key=version)
+    if not keys:
+        keys = sorted(ops, key=version)
     return ops[keys[-1]] if keys else None
