@@ -8,7 +8,7 @@ from solver.cli_common import (add_model_args, add_output_args, add_workload_arg
 from solver.cost.pipeline import estimate_pipeline, even_split
 from solver.cost.serving import engine_settings, serving_config
 from solver.cost.stage import Stage, stage_breakdown, stage_mem, stage_time
-from solver.report.engine_report import engine_summary, engine_text
+from solver.report.engine_report import engine_summary, engine_text, estimate_intervals, interval_text
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.model import ModelSpec, load_model
 from solver.inputs.profile import load_profile
@@ -102,13 +102,17 @@ def _breakdown(args, model, profile, workload, payload) -> str:
             + "\n\n" + render_breakdown(f"decode step of {workload.batch} sequences, one rank", dec))
 
 
-def _with_engine(payload: dict, human: str, stages, model, workload) -> tuple[dict, str]:
-    """Add vLLM's own accounting (solver/report/engine_report.py) to a payload and its table."""
+def _with_engine(payload: dict, human: str, stages, model, workload, links=None, runtime="vllm") -> tuple[dict, str]:
+    """Add vLLM's own accounting (solver/report/engine_report.py) and the low / expected /
+    high interval from the profile's defaults (solver/cost/intervals.py) to a payload."""
     eng = engine_summary(stages, model, workload, serving_config(stages[0].profile))
     payload["serving"] = eng
     for d in payload.get("stages", [payload]):
         d["memory_gib"].update(non_torch=eng["memory_gib"]["non_torch"], cuda_graphs=eng["memory_gib"]["cuda_graphs"])
-    return payload, human + "\n\n" + engine_text(eng)
+    iv = estimate_intervals(stages, model, workload, links, runtime)
+    payload["interval"] = iv
+    payload["uncalibrated"] = iv["uncalibrated"]
+    return payload, human + "\n\n" + engine_text(eng) + "\n" + interval_text(iv)
 
 
 def _stage_dict(mem, t) -> dict:
@@ -132,7 +136,7 @@ def _one_stage(args, model, profile, workload):
     d.update(layers=layers, position=pos)
     title = (f"{model.name} on {profile.gpu_name}: one GPU of a TP{args.tp} stage of {layers} layers ({pos}), "
              f"batch {workload.batch} x prompt {workload.prompt_len}")
-    return _with_engine(d, _human(title, [d]), [stage], model, workload)
+    return _with_engine(d, _human(title, [d]), [stage], model, workload, None, args.runtime)
 
 
 def pipeline_stages(args, model, profile, pp: int):
@@ -192,7 +196,7 @@ def _pipeline(args, model, profile, workload):
         human += f"\nserving defaults assumed (not in the profile): {', '.join(cfg.assumed)}"
     payload = {"stages": stage_dicts, "pipeline": pipe,
                "memory_gib": stage_dicts[0]["memory_gib"], "time_ms": stage_dicts[0]["time_ms"]}
-    return _with_engine(payload, human, stages, model, workload)
+    return _with_engine(payload, human, stages, model, workload, links, args.runtime)
 
 
 def _human(title: str, stages: list[dict]) -> str:

@@ -11,7 +11,9 @@ from pathlib import Path
 from solver.cli_common import add_model_args, add_output_args, add_workload_args, collect_warnings, emit, workload_from
 from solver.cli_common import atomic_write_text, check_out_arg, nonneg_float, positive_float
 from solver.cli_common import add_engine_args, engine_settings_from
+from solver.cost.intervals import corner
 from solver.cost.serving import engine_settings
+from solver.report.plan_interval import interval_line, plan_interval
 from solver.errors import InputError
 from solver.inputs.cluster import load_cluster
 from solver.inputs.model import load_model
@@ -66,6 +68,9 @@ def register(sub) -> None:
     add_workload_args(p, batch_default=32)
     add_slo_args(p)
     add_engine_args(p)
+    p.add_argument("--robust", action="store_true",
+                   help="rank layouts by the low end of their throughput interval: plan with every `default` "
+                        "profile number at the pessimistic end of its plausible range (docs/metrics.md, Intervals)")
     add_output_args(p)
     p.set_defaults(func=run)
 
@@ -105,12 +110,15 @@ def run(args) -> int:
     profiles = load_profiles(args.profile)
     check_out_arg(args.out)
     with collect_warnings(args.strict) as warns, engine_settings(engine_settings_from(args)):
-        result = plan(model, workload, cluster, profiles, objective=args.objective,
+        planned = [corner(p, "low") for p in profiles] if args.robust else profiles
+        result = plan(model, workload, cluster, planned, objective=args.objective,
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
                       extra_stages=args.extra_stages, max_blocks=args.max_blocks,
                       progress=not args.quiet and sys.stderr.isatty())
-        payload = plan_payload(result, model, workload, cluster, profiles, args.runtime, _model_ref(model, args.model))
+        payload = plan_payload(result, model, workload, cluster, planned, args.runtime, _model_ref(model, args.model))
+        payload["interval"] = plan_interval(result.plan, model, workload, cluster, profiles, args.runtime)
+        payload["uncalibrated"], payload["robust"] = payload["interval"]["uncalibrated"], args.robust
     payload["inputs"] = {"model": model.name, "cluster": cluster.where, "profiles": sorted({p.path for p in profiles}),
                          "batch": workload.batch, "prompt_len": workload.prompt_len,
                          "output_len": workload.output_len, "dtype": workload.dtype}
@@ -120,7 +128,8 @@ def run(args) -> int:
              f"output {workload.output_len}, objective {args.objective}")
     shown = warns if args.json or len(warns) <= MAX_WARNINGS_SHOWN else (
         warns[:MAX_WARNINGS_SHOWN] + [f"... {len(warns) - MAX_WARNINGS_SHOWN} more (all of them in --json)"])
-    emit(payload, args.json, plan_human(payload, title), shown)
+    emit(payload, args.json, plan_human(payload, title) + "\n" + interval_line(payload["interval"], args.robust),
+         shown)
     return 0
 
 

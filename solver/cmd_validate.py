@@ -7,6 +7,8 @@ and the planner use -- on an even layer split (solver/report/validate_rows.py).
 
 from __future__ import annotations
 
+import argparse
+
 from solver.cli_common import collect_warnings, fraction, positive_float
 from solver.errors import InputError
 from solver.inputs.profile import load_profiles
@@ -15,11 +17,15 @@ from solver.inputs.validation_csv import read_measurements
 from solver.report.online_report import emit_online_report
 from solver.report.online_rows import predict_online_row
 from solver.report.validate_report import RowResult, emit_report
-from solver.report.validate_rows import assumed_inputs, fit_record, predict_row, role
+from solver.report.validate_rows import assumed_inputs, fit_record, predict_row, predict_row_interval, role
 
 # Stated in --help and in each row that uses them (see docs/metrics.md, "validation error").
 ASSUME_BATCH = 30          # the request count in the shared L40S dataset's metadata
 ASSUME_NIC_GBPS = 12.5     # 100 Gb/s: the slowest NIC in the shared L40S dataset
+# Plausible ranges of those assumptions, for the prediction interval: the dataset's metadata says
+# 30 requests, its measurement script at a later commit 50; its instances have 12.5-50 GB/s NICs.
+ASSUME_BATCH_RANGE = (30, 50)
+ASSUME_NIC_RANGE = (12.5, 50.0)
 
 
 def register(sub) -> None:
@@ -39,6 +45,10 @@ def register(sub) -> None:
     p.add_argument("--assume-batch", type=int, default=ASSUME_BATCH,
                    help=f"batch for rows with a blank num_requests (default {ASSUME_BATCH}: the request count "
                         "in the metadata of the shared L40S dataset)")
+    p.add_argument("--assume-batch-range", type=_int_pair, default=ASSUME_BATCH_RANGE, metavar="LO,HI",
+                   help="plausible batch of rows with a blank num_requests, for the interval (default 30,50)")
+    p.add_argument("--assume-nic-range", type=_float_pair, default=ASSUME_NIC_RANGE, metavar="LO,HI",
+                   help="plausible NIC GB/s of rows with a blank nic_gbps, for the interval (default 12.5,50)")
     p.add_argument("--assume-nic-gbps", type=positive_float, default=ASSUME_NIC_GBPS,
                    help=f"NIC GB/s per direction for multi-node rows with a blank nic_gbps (default "
                         f"{ASSUME_NIC_GBPS:g} = 100 Gb/s)")
@@ -54,6 +64,24 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="refuse (exit 2) when a prediction leaves a profile's calibrated range")
     p.set_defaults(func=run)
+
+
+def _pair(text: str, kind):
+    try:
+        lo, hi = (kind(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, got {text!r}")
+    return lo, hi
+
+
+def _int_pair(text: str):
+    return _pair(text, int)
+
+
+def _float_pair(text: str):
+    return _pair(text, float)
 
 
 def run(args) -> int:
@@ -73,7 +101,8 @@ def run(args) -> int:
         for row in rows:
             est = predict_row(row, profiles, args)
             assumed = assumed_inputs(row, args)
-            results.append(RowResult(row, est, role(row, args.csv, fit, assumed), assumed))
+            results.append(RowResult(row, est, role(row, args.csv, fit, assumed), assumed,
+                                     predict_row_interval(row, profiles, args)))
     emit_report(results, args.csv, args.json, args.plot, warns)
     return 0
 

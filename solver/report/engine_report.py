@@ -50,3 +50,41 @@ def engine_text(e: dict) -> str:
         lines.append("uncalibrated: the profile has no memory.vllm section (runtime_overhead_gib and its "
                      "activation model stand in); fit one with `calibrate fit-memory --vllm`")
     return "\n".join(lines)
+
+
+def estimate_intervals(stages, model, workload, links=None, runtime: str = "vllm") -> dict:
+    """Low / expected / high of KV tokens, stage times and (with ``links``: a pipeline)
+    throughput, from the profiles' default ranges (solver/cost/intervals.py)."""
+    from solver.cost import intervals
+    from solver.cost.pipeline import estimate_pipeline
+    from solver.cost.serving import kv_capacity_tokens, serving_config
+    from solver.cost.stage import stage_time
+
+    def cfg(st):
+        return serving_config(st[0].profile)
+    out = {"kv_cache_tokens": intervals.interval(lambda st: kv_capacity_tokens(st, model, workload, cfg(st)), stages),
+           "prefill_ms": intervals.interval(lambda st: 1e3 * stage_time(st[0], model, workload, workload.batch,
+                                                                          runtime).prefill_s, stages),
+           "decode_step_ms": intervals.interval(lambda st: 1e3 * stage_time(st[0], model, workload, workload.batch,
+                                                                              runtime).decode_step_s, stages)}
+    if links is not None:
+        out["throughput_tok_s"] = intervals.interval(
+            lambda st: estimate_pipeline(model, workload, st, links, runtime, serving=cfg(st)).throughput_tok_s,
+            stages)
+    out["uncalibrated"] = any(v["uncalibrated"] for v in out.values())
+    out["defaults"] = sorted({d for s in stages for d in intervals.defaults_used(s.profile)})
+    return out
+
+
+def interval_text(iv: dict) -> str:
+    def fmt(name, unit, v):
+        return f"{name} {v['low']:,.4g} / {v['expected']:,.4g} / {v['high']:,.4g} {unit}"
+    parts = []
+    if "throughput_tok_s" in iv:
+        parts.append(fmt("throughput", "tokens/s", iv["throughput_tok_s"]))
+    parts += [fmt("KV cache", "tokens", iv["kv_cache_tokens"]), fmt("prefill", "ms", iv["prefill_ms"]),
+              fmt("decode step", "ms", iv["decode_step_ms"])]
+    head = ("UNCALIBRATED: this prediction rests on default numbers (" + ", ".join(iv["defaults"]) + "); "
+            "low / expected / high over their plausible ranges:" if iv["uncalibrated"] else
+            "calibrated (no default widens it); low / expected / high:")
+    return head + "\n  " + "\n  ".join(parts)

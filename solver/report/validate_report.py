@@ -38,6 +38,12 @@ class RowResult:
     est: PipelineEstimate
     role: str            # one of ROLES
     assumed: list[str]   # inputs the row left blank, as "name=value"
+    interval: dict | None = None  # solver.cost.intervals.interval of the throughput
+
+    @property
+    def inside(self) -> bool | None:
+        iv = self.interval
+        return None if iv is None else iv["low"] <= self.row.measured_tok_s <= iv["high"]
 
     @property
     def err(self) -> float:
@@ -53,24 +59,36 @@ class RowResult:
             "assumed": self.assumed, "prefill_s": e.prefill_s, "decode_s": e.decode_s,
             "seqs_at_once": c.seqs if c else None, "limited_by": c.limited_by if c else None,
             "waves": len(c.waves) if c else None, "bottleneck": e.bottleneck,
+            **({"predicted_low_tok_s": self.interval["low"], "predicted_high_tok_s": self.interval["high"],
+                "uncalibrated": self.interval["uncalibrated"], "inside_interval": self.inside}
+               if self.interval else {}),
         }
 
 
 def summaries(results: list[RowResult]) -> dict:
-    out = {role: summarize([r.err for r in results if r.role == role]) for role in ROLES}
-    out["all"] = summarize([r.err for r in results])
+    out = {role: _with_coverage(summarize([r.err for r in results if r.role == role]),
+                                [r for r in results if r.role == role]) for role in ROLES}
+    out["all"] = _with_coverage(summarize([r.err for r in results]), results)
     return out
 
 
+def _with_coverage(summ: dict, results: list[RowResult]) -> dict:
+    """Adds ``inside_interval``: the fraction of rows whose measurement lies in [low, high]."""
+    ins = [r.inside for r in results if r.inside is not None]
+    summ["inside_interval"] = sum(ins) / len(ins) if ins else None
+    return summ
+
+
 def _table(results: list[RowResult], path: str) -> str:
-    headers = ["row", "gpu", "nodes", "tp", "pp", "in", "out", "reqs", "measured", "predicted", "err%",
-               "at_once", "limit", "prefill_s", "decode_s", "role"]
+    headers = ["row", "gpu", "nodes", "tp", "pp", "in", "out", "reqs", "measured", "predicted", "low", "high",
+               "err%", "at_once", "limit", "prefill_s", "decode_s", "role"]
     rows = []
     for res in results:
         d = res.as_dict()
         reqs = d["num_requests"] if d["num_requests"] is not None else "?"
         rows.append([d["row"], d["gpu"], d["nodes"], d["tp"], d["pp"], d["input_len"], d["output_len"], str(reqs),
-                     d["measured_tok_s"], d["predicted_tok_s"], round(100 * d["err"], 1), d["seqs_at_once"],
+                     d["measured_tok_s"], d["predicted_tok_s"], d.get("predicted_low_tok_s", ""),
+                     d.get("predicted_high_tok_s", ""), round(100 * d["err"], 1), d["seqs_at_once"],
                      d["limited_by"], d["prefill_s"], d["decode_s"], d["role"]])
     return render(headers, rows, f"{path}: predicted vs measured throughput, tokens/s (prompt + output)")
 
@@ -80,8 +98,10 @@ def _summary_lines(summ: dict) -> list[str]:
     for role in (*ROLES, "all"):
         s = summ[role]
         if s["rows"]:
+            cov = "" if s.get("inside_interval") is None else \
+                f", measured inside [low, high] on {100 * s['inside_interval']:.0f}% of rows"
             lines.append(f"{role:>8}: {s['rows']:3d} rows, mean |err| {100 * s['mean_abs_err']:.1f}%, "
-                         f"max |err| {100 * s['max_abs_err']:.1f}%")
+                         f"max |err| {100 * s['max_abs_err']:.1f}%{cov}")
     return lines
 
 

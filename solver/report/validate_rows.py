@@ -82,6 +82,33 @@ def predict_row(row: MeasuredRow, profiles: list[Profile], args) -> PipelineEsti
     return estimate_pipeline(model, workload, stages, links, "vllm", serving=cfg)
 
 
+def predict_row_interval(row: MeasuredRow, profiles: list[Profile], args) -> dict:
+    """Low / expected / high throughput of a row over the profile's default ranges and its
+    serving fit's held-out error (solver/cost/intervals.py). An input the row leaves blank is
+    an assumption too: the low end takes the pessimistic end of its plausible range
+    (``args.assume_batch_range``, ``args.assume_nic_range``: fewer requests in flight, the
+    slower NIC), the high end the other."""
+    from types import SimpleNamespace
+
+    from solver.cost import intervals
+    util = args.gpu_memory_utilization or row.gpu_memory_utilization
+    seqs = args.max_num_seqs or row.max_num_seqs
+    ends = {}
+    for side, k in (("expected", None), ("low", 0), ("high", 1)):
+        a = args if k is None else SimpleNamespace(**{**vars(args), "assume_batch": args.assume_batch_range[k],
+                                                      "assume_nic_gbps": args.assume_nic_range[k]})
+        _profile, model, stages, links, workload = _resolve(row, profiles, a)
+
+        def evaluate(st, model=model, workload=workload, links=links):
+            cfg = serving_config(st[0].profile, util, seqs)
+            return estimate_pipeline(model, workload, st, links, "vllm", serving=cfg).throughput_tok_s
+        ends[side] = intervals.interval(evaluate, stages)
+    out = dict(ends["expected"])
+    out["low"], out["high"] = min(e["low"] for e in ends.values()), max(e["high"] for e in ends.values())
+    out["uncalibrated"] = any(e["uncalibrated"] for e in ends.values())
+    return out
+
+
 def fit_record(profiles: list[Profile]) -> tuple[str, str] | None:
     """(dataset file name, row selection) that the profiles' serving fit used, if recorded."""
     for prof in profiles:

@@ -1,0 +1,145 @@
+"""Low / expected / high predictions from provenance (docs/metrics.md, "Intervals").
+
+Every profile number marked ``default`` is an assumption; it carries a plausible range (its
+own ``plausible`` [low, high], a default curve's ``plausible_scale``, else the relative
+spread of ``SPREAD`` below). The cost model is monotone in each of them (a faster GPU, a
+cheaper overhead never slows a deployment), so evaluating it at two corners bounds it:
+
+* ``low``: every default at its pessimistic end (rates low, overheads and memory high);
+* ``high``: every default at its optimistic end.
+
+A calibrated number has no range: it does not widen the interval. A prediction whose two
+corners differ rests on a default and is flagged *uncalibrated*. Where the profile carries
+an end-to-end fit of the serving model (``serving.*.fit_error``, held-out error on real
+deployments), the corners are widened by that measured held-out max error too -- the model's
+own validated error, the only spread a fully calibrated prediction keeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from solver.inputs.profile import Curve, Profile, Value
+
+# Relative [low, high] multipliers of a `default` value that gives no `plausible` range
+# of its own, and why. Names are profile fields (network keys by name).
+SPREAD = {
+    "peak_tflops": (0.5, 1.0, "a default peak is a sibling part's datasheet figure: an upper bound"),
+    "hbm_gbps": (0.8, 1.0, "datasheet bandwidth is an upper bound"),
+    "intra_node_gbps": (0.5, 1.0, "nominal link rate is an upper bound"),
+    "prefill_efficiency": (0.6, 1.4, "measured H100 prefill layers reach 0.46-0.69 of peak (shared/data/h100); "
+                                     "small or sharded GEMMs less"),
+    "decode_efficiency": (0.5, 1.2, "decode reaches 35-85% of nominal HBM bandwidth across public kernels"),
+    "runtime_overhead_gib": (0.3, 3.6, "non-torch memory 0.3-3.6 GiB in public vLLM logs (docs/vllm_memory.md)"),
+    "fragmentation_frac": (0.0, 4.0, "0-20% reserved-minus-allocated slack"),
+    "nic_efficiency": (0.5, 1.0, "achieved / nominal NIC bandwidth"),
+    "intra_node_p2p_efficiency": (0.5, 1.0, "achieved / nominal peer-to-peer bandwidth"),
+    "intra_node_alpha_us": (0.5, 4.0, "per-message latency of NCCL inside a node, 5-40 us"),
+    "inter_node_alpha_us": (0.5, 4.0, "per-message latency across nodes, 20-160 us"),
+}
+# Absolute plausible ranges of the serving defaults a profile may lack (solver/cost/serving.py
+# DEFAULTS assume 0): engine CPU time per step, vLLM's scheduler + sampler + detokenizer.
+SERVING_PLAUSIBLE = {"decode_step_overhead_ms": (0.0, 10.0), "prefill_overhead_ms": (0.0, 50.0)}
+HIGHER_IS_BETTER = {"peak_tflops", "hbm_gbps", "intra_node_gbps", "prefill_efficiency", "decode_efficiency",
+                    "nic_efficiency", "intra_node_p2p_efficiency"}
+SIDES = ("low", "high")
+
+
+def _end(name: str, v: Value, side: str) -> Value:
+    if v.source != "default":
+        return v
+    if v.plausible is not None:
+        lo, hi = v.plausible
+    elif name in SPREAD:
+        lo, hi = v.value * SPREAD[name][0], v.value * SPREAD[name][1]
+    else:
+        return v
+    pessimistic = lo if name in HIGHER_IS_BETTER else hi
+    optimistic = hi if name in HIGHER_IS_BETTER else lo
+    return replace(v, value=pessimistic if side == "low" else optimistic)
+
+
+def _curve_end(name: str, c: Curve, side: str) -> Curve:
+    if c.source != "default":
+        return c
+    lo, hi = c.plausible_scale or SPREAD[name][:2]
+    s = lo if side == "low" else hi
+    p = dict(c.params)
+    if c.kind == "constant":
+        p["value"] = min(1.0, p["value"] * s)
+    elif c.kind == "saturating":
+        p["eff_max"] = min(1.0, p["eff_max"] * s)
+    else:
+        p["y"] = [min(1.0, y * s) for y in p["y"]]
+    return replace(c, params=p)
+
+
+def _engine_end(em, side: str):
+    nt = {k: _end("runtime_overhead_gib", v, side) for k, v in em.non_torch_gib.items()}
+    return replace(em, non_torch_gib=nt)
+
+
+_CORNERS: dict = {}
+
+
+def corner(profile: Profile, side: str) -> Profile:
+    """``profile`` with every default at its ``side`` end ("low": pessimistic)."""
+    key = (id(profile), side)
+    if key in _CORNERS and _CORNERS[key][0] is profile:
+        return _CORNERS[key][1]
+    serving = dict(profile.serving)
+    for k, (lo, hi) in SERVING_PLAUSIBLE.items():
+        if k not in serving:
+            serving[k] = Value(hi if side == "low" else lo, "default", "intervals.SERVING_PLAUSIBLE")
+    out = replace(
+        profile,
+        peak_tflops={k: _end("peak_tflops", v, side) for k, v in profile.peak_tflops.items()},
+        hbm_gbps=_end("hbm_gbps", profile.hbm_gbps, side),
+        intra_node_gbps=_end("intra_node_gbps", profile.intra_node_gbps, side),
+        network={k: _end(k, v, side) for k, v in profile.network.items()},
+        runtime_overhead_gib=_end("runtime_overhead_gib", profile.runtime_overhead_gib, side),
+        fragmentation_frac=_end("fragmentation_frac", profile.fragmentation_frac, side),
+        prefill_efficiency=_curve_end("prefill_efficiency", profile.prefill_efficiency, side),
+        decode_efficiency=_curve_end("decode_efficiency", profile.decode_efficiency, side),
+        serving=serving,
+        engine_memory={rt: _engine_end(em, side) for rt, em in profile.engine_memory.items()},
+    )
+    _CORNERS[key] = (profile, out)
+    return out
+
+
+def fit_spread(profile: Profile) -> float:
+    """Held-out max relative error of the profile's end-to-end serving fit (0 when none)."""
+    errs = [(v.fit_error or {}).get("held_out_max_abs_rel") for v in profile.serving.values()]
+    errs = [e for e in errs if isinstance(e, (int, float))]
+    return max(errs) if errs else 0.0
+
+
+def at_corner(stages, side: str) -> list:
+    return [replace(s, profile=corner(s.profile, side)) for s in stages]
+
+
+def interval(evaluate, stages) -> dict:
+    """{"low", "expected", "high", "uncalibrated"} of ``evaluate(stages)`` over the corners;
+    the fit spread of the stages' profiles widens both ends."""
+    exp = evaluate(stages)
+    ends = [evaluate(at_corner(stages, side)) for side in SIDES]
+    uncal = any(abs(e - exp) > 1e-9 * max(1.0, abs(exp)) for e in ends)
+    spread = max(fit_spread(s.profile) for s in stages)
+    lo, hi = min(ends + [exp]), max(ends + [exp])
+    return {"low": lo * (1 - spread), "expected": exp, "high": hi * (1 + spread), "uncalibrated": uncal,
+            "fit_spread": spread}
+
+
+def defaults_used(profile: Profile) -> list[str]:
+    """Names of the profile's `default` numbers that have a range (what can widen an interval)."""
+    out = [f"gpu.peak_tflops.{k}" for k, v in profile.peak_tflops.items() if v.source == "default"]
+    out += [f"gpu.{n}" for n in ("hbm_gbps", "intra_node_gbps") if getattr(profile, n).source == "default"]
+    out += [f"compute.{n}" for n in ("prefill_efficiency", "decode_efficiency")
+            if getattr(profile, n).source == "default"]
+    out += [f"network.{k}" for k, v in profile.network.items() if v.source == "default" and k in SPREAD]
+    out += [f"serving.{k} (assumed 0)" for k in SERVING_PLAUSIBLE if k not in profile.serving]
+    for rt, em in profile.engine_memory.items():
+        out += [f"memory.{rt}.non_torch_gib.{k}" for k, v in em.non_torch_gib.items()
+                if v.source == "default" and v.plausible]
+    return out
