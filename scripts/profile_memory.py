@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from calibrate.memory import fit as mem_fit  # noqa: E402
 from calibrate.memory.profile import DEFAULT_HOLDOUT, fit_into_profile  # noqa: E402
 from calibrate.memory.layers import BUILDERS  # noqa: E402
-from calibrate.memory.probe import GRIDS, grid_points, measure_decode, measure_prefill, shape_columns  # noqa: E402
+from calibrate.memory.probe import (GRIDS, grid_points, measure_decode, measure_prefill,  # noqa: E402
+                                    non_torch_steps, shape_columns)
 from calibrate.profile_io import atomic_write_text, check_writable_path, read_profile_dict  # noqa: E402
 from calibrate.raw_store import refuse_existing, store  # noqa: E402
 from solver.errors import InputError  # noqa: E402
@@ -146,7 +147,9 @@ def _run(args, torch, cuda) -> int:
         act = (existing or {}).get("memory", {}).get("activation_peak", {})
         if args.dry_run and act.get("source", "synthetic") != "synthetic":
             raise InputError(args.out, "memory.activation_peak", "holds a non-synthetic fit; --dry-run will not overwrite it")
-        rank = _init_dist(cuda)
+        ranks: list = []  # non-torch memory after the CUDA context, then after the NCCL communicator
+        steps = non_torch_steps("cuda" if cuda else "cpu", lambda: ranks.append(_init_dist(cuda)))
+        rank = ranks[0] if ranks else _init_dist(cuda)
         dtype_name, p = DTYPES[args.dtype]
         device = "cuda" if cuda else "cpu"
         rows, snap = run_grid(args, device, getattr(torch, dtype_name), args.dtype, p)
@@ -168,7 +171,8 @@ def _run(args, torch, cuda) -> int:
                 "device": rows[0]["device"], "torch": torch.__version__, "cuda": torch.version.cuda,
                 "nccl": ".".join(map(str, torch.cuda.nccl.version())) if cuda else None,
                 "runtime": runtime, "source": rows[0]["source"], "grid": args.grid, "dtype": args.dtype,
-                "data": f"{raw} (scripts/profile_memory.py)", "snapshot_at_largest_peak": snap}
+                "data": f"{raw} (scripts/profile_memory.py)", "snapshot_at_largest_peak": snap,
+                "non_torch_steps_bytes": steps}
         atomic_write_text(raw + ".meta.json", json.dumps(meta, indent=2) + "\n")
         out = fit_into_profile(rows, [meta], args.out, gpu=gpu, holdout=args.holdout, min_layers=args.min_layers,
                                raw_paths=[raw], rates=None if cuda else _dry_rates(rows))

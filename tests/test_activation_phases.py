@@ -70,3 +70,18 @@ def test_kplane_fit_recovers_a_max_of_two_lines():
 def test_sampler_term_is_rows_times_padded_vocab_fp32():
     """c_v = R x V x 4: 256 rows x 128,256 x 4 B = 131,334,144 B."""
     assert phase_terms(L70, 8, 1, 8192, 2, sampler_rows=256)["c_v"] == 131_334_144
+
+
+def test_phase_peaks_from_a_snapshot_trace():
+    """A trace: norm allocates 6 MiB (live 6), frees it; the MLP allocates 4 + 4 MiB (live 8),
+    frees; the sampler 2 MiB (live 2). Peaks by phase: norm 6, mlp 8, sampler 2 MiB -- the
+    forward's peak (8) is the max over phases."""
+    from calibrate.memory.phase_peaks import phase_peaks
+    mib = 2**20
+
+    def ev(action, addr, size, fn=""):
+        return {"action": action, "addr": addr, "size": size * mib, "frames": [{"name": fn, "filename": "m.py"}]}
+    trace = [ev("alloc", 1, 6, "rms_norm"), ev("free_completed", 1, 6),
+             ev("alloc", 2, 4, "gate_up_proj"), ev("alloc", 3, 4, "mlp_forward"),
+             ev("free_completed", 2, 4), ev("free_completed", 3, 4), ev("alloc", 4, 2, "compute_logits")]
+    assert phase_peaks({"device_traces": [trace]}) == {"norm": 6 * mib, "mlp": 8 * mib, "sampler": 2 * mib}

@@ -18,6 +18,7 @@ import time
 import weakref
 
 from calibrate.memory.layers import Shape, Stage, kv_tensor_bytes, local_heads
+from calibrate.memory.phase_peaks import phase_peaks
 from calibrate.memory.snapshot import compact, summarize
 
 SHAPES = {
@@ -140,7 +141,9 @@ def measure_prefill(stage: Stage, batch: int, seq: int, device: str, snapshot: b
             row["peak_bytes"] = torch.cuda.max_memory_allocated() - base
             row["reserved_slack_bytes"] = torch.cuda.max_memory_reserved() - torch.cuda.max_memory_allocated()
             if snapshot:
-                summary = summarize(torch.cuda.memory._snapshot(), device=torch.cuda.current_device())
+                snap = torch.cuda.memory._snapshot()
+                summary = summarize(snap, device=torch.cuda.current_device())
+                summary["phase_peaks_bytes"] = phase_peaks(snap, device=torch.cuda.current_device())
                 torch.cuda.memory._record_memory_history(enabled=None)
                 row["snapshot_top"] = compact(summary)
             row["retained_bytes"] = torch.cuda.memory_allocated() - base
@@ -190,3 +193,23 @@ def shape_columns(shape: Shape, tp: int, layers: int, dtype: str, dtype_bytes: i
     return {"dtype": dtype, "dtype_bytes": dtype_bytes, "hidden": shape.hidden, "heads": shape.heads,
             "kv_heads": shape.kv_heads, "head_dim": shape.head_dim, "ffn": shape.ffn,
             "gated_mlp": int(shape.gated_mlp), "tp": tp, "layers": layers}
+
+
+def non_torch_steps(device: str, make_communicator=None) -> dict:
+    """Device memory outside torch's allocator at each step of an engine's start-up, bytes:
+    ``context`` after the CUDA context exists (the first mem_get_info creates it), then
+    ``communicator`` after ``make_communicator()`` (an NCCL group and one collective) --
+    ``(total - free) - memory_reserved()`` each time. Device-wide: profile on an idle GPU."""
+    import torch
+    if not device.startswith("cuda"):
+        return {}
+
+    def outside() -> int:
+        free, total = torch.cuda.mem_get_info()
+        return int(total - free - torch.cuda.memory_reserved())
+    out = {"context_bytes": outside()}
+    if make_communicator is not None:
+        make_communicator()
+        torch.cuda.synchronize()
+        out["communicator_bytes"] = outside() - out["context_bytes"]
+    return out
