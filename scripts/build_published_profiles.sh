@@ -89,7 +89,7 @@ if [[ "$what" == all || "$what" == ops ]]; then
   "$CAL" fit-step-overhead data/step_times/a100_vllm_latency.csv --profile profiles/a100.json \
       --ref "vLLM issues #16300 (QwQ-32B, vLLM 0.7.2, 8x A100 80GB) and #12315 (Llama-3.3-70B, vLLM 0.6.6, 4x A100): benchmark_latency.py results quoted in the issue bodies"
   "$CAL" import-aiconfigurator --system h100_sxm --backend vllm --out profiles/h100.json
-  "$CAL" init --gpu H200 --out profiles/h200.json --force
+  [[ -f profiles/h200.json ]] || "$CAL" init --gpu H200 --out profiles/h200.json
   "$CAL" import-aiconfigurator --system h200_sxm --backend vllm --out profiles/h200.json
 fi
 

@@ -22,9 +22,9 @@ Times are converted once, ms -> us. Every table cites the package version and fi
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from calibrate.ops.tables import fill_row
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
 from solver.cost.ops.compose import covered, layer_gemms
 from solver.errors import InputError
@@ -141,23 +141,6 @@ def gemm_tables(df, ref: str) -> list[dict]:
     return out
 
 
-def _fill_row(xs: list[float], row: dict) -> tuple[list[float], int]:
-    """Times at every x of ``xs`` from the measured ``row`` (x -> ms); points past the last
-    measured one extend the last two points' log-log line. Returns (times in us, filled)."""
-    have = sorted(row)
-    out, filled = [], 0
-    for x in xs:
-        if x in row:
-            out.append(_us(row[x]))
-            continue
-        lo = [h for h in have if h < x]
-        a, b = (lo[-2], lo[-1]) if len(lo) >= 2 else (have[0], have[1])
-        slope = math.log(row[b] / row[a]) / math.log(b / a)
-        out.append(_us(row[b] * (x / b) ** slope))
-        filled += 1
-    return out, filled
-
-
 def attention_tables(df, phase: str, ref: str) -> list[dict]:
     """Prefill (context_attention) or decode (generation_attention) tables for the zoo's heads."""
     _, _, pairs = zoo_shapes()
@@ -182,7 +165,7 @@ def attention_tables(df, phase: str, ref: str) -> list[dict]:
             row = {int(r.length): r.latency for r in e[e.batch_size == b].itertuples()}
             if len(row) < 2:
                 break
-            times, f = _fill_row(lengths, row)
+            times, f = fill_row(lengths, row, _us)
             rows.append(times)
             filled += f
         batches = batches[:len(rows)]
