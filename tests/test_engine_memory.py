@@ -96,10 +96,11 @@ def test_estimate_json_reports_vllm_accounting(vprof, capsys):
     ((0, 10), "H100-SXM-80GB", 79.6, "serve", 4096, (8192, 1024)),
     ((0, 10), "A100-80GB", 79.3, "llm", 4096, (8192, 256)),         # A100 excluded (PR #17885)
     ((0, 10), "L40S", 45.0, "serve", 4096, (2048, 256)),
-    ((0, 8), "H100-SXM-80GB", 79.6, "llm", 4096, (16384, 256)),     # 0.8: by name, 256 seqs
+    ((0, 8), "A100-80GB", 79.3, "llm", 4096, (16384, 1024)),        # 0.8.5: >= 70 GiB, A100 included
     ((0, 7), "H100-SXM-80GB", 79.6, "llm", 4096, (4096, 256)),      # V0: no chunking <= 32K
     ((0, 7), "H100-SXM-80GB", 79.6, "llm", 1000, (2048, 256)),      # max(max_model_len, 2048)
-    ((0, 7), "A10G", 22.5, "llm", 65536, (2048, 256)),              # V0 chunked above 32K
+    ((0, 7), "A10G", 22.5, "llm", 65536, (2048, 256)),              # V0 0.7 chunked above 32K
+    ((0, 6), "A10G", 22.5, "llm", 65536, (512, 256)),               # V0 0.6 chunked: 512
 ])
 def test_vllm_defaults_by_version(version, gpu, gib, entry, mml, expect):
     chunked = es.chunked_default(version, mml)[0]

@@ -21,21 +21,26 @@ SUPPORTED = ((0, 6), (0, 11))
 RULES = {
     "gpu_memory_utilization": (0.9, "CacheConfig.gpu_memory_utilization default 0.9 (all versions)"),
     "block_size": (16, "CacheConfig block_size default 16 on CUDA (all versions)"),
-    "v0_max_num_seqs": (256, "V0 EngineArgs.max_num_seqs default 256 (vllm/engine/arg_utils.py, 0.6-0.7)"),
+    "v0_max_num_seqs": (256, "V0 EngineArgs.max_num_seqs = 256 (0.6.4 vllm/engine/arg_utils.py:123)"),
     "min_batched_tokens": (2048, "SchedulerConfig: without chunked prefill max_num_batched_tokens = "
-                                 "max(max_model_len, _DEFAULT_MAX_NUM_BATCHED_TOKENS=2048) (vllm/config.py)"),
-    "v0_chunked_batched_tokens": (2048, "V0 chunked prefill: _DEFAULT_MAX_NUM_BATCHED_TOKENS=2048 (vllm/config.py)"),
-    "v0_chunked_above_len": (32768, "V0 EngineArgs.create_engine_config: chunked prefill on by default only for "
-                                    "max_model_len > 32K (use_long_context)"),
-    # V1 (default engine from 0.8): EngineArgs._set_default_args_v1 / get_batch_defaults
-    "v1_large": ({"llm": 16384, "serve": 8192}, "V1 default_max_num_batched_tokens for large GPUs "
+                                 "max(max_model_len, 2048) (0.6.4 vllm/config.py:1115-1118)"),
+    "v06_chunked_batched_tokens": (512, "V0 0.6 chunked prefill: max_num_batched_tokens = 512 "
+                                        "(0.6.4 vllm/config.py:1111-1113)"),
+    "v07_chunked_batched_tokens": (2048, "V0 0.7 chunked prefill: _DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048 "
+                                         "(vllm/config.py)"),
+    "v0_chunked_above_len": (32768, "V0: chunked prefill on by default only for max_model_len > 32K "
+                                    "(0.6.4 vllm/engine/arg_utils.py:996-1020, use_long_context)"),
+    # V1 (default engine from 0.8): EngineArgs._set_default_args_v1
+    "v1_large": ({"llm": 16384, "serve": 8192}, "V1 default_max_num_batched_tokens on large GPUs "
                                                   "(LLM_CLASS 16384, OPENAI_API_SERVER 8192)"),
     "v1_small": ({"llm": 8192, "serve": 2048}, "V1 default_max_num_batched_tokens otherwise "
                                                 "(LLM_CLASS 8192, OPENAI_API_SERVER 2048)"),
-    "v1_large_seqs": (1024, "V1 >= 0.9 default_max_num_seqs 1024 on large GPUs"),
+    "v1_large_seqs": (1024, "V1 default_max_num_seqs 1024 on large GPUs"),
     "v1_small_seqs": (256, "V1 default_max_num_seqs 256"),
-    "large_gpu_gib": (70, "V1 >= 0.9: device_memory >= 70 GiB and 'a100' not in device_name (PR #17885); "
-                          "0.8.x: 'h100' or 'h200' in device_name"),
+    "large_gpu_gib": (70, "large GPU: device_memory >= 70 GiB (0.8.5 vllm/engine/arg_utils.py:1596-1609); from 0.9 "
+                          "also 'a100' not in device_name (PR #17885; 0.10.1.1 vllm/engine/arg_utils.py:1638-1657)"),
+    "v1_chunked": (True, "V1 forces chunked prefill on for generative models, whatever the flag (0.8.5 "
+                         "vllm/engine/arg_utils.py:1569; 0.10.1.1 :1592)"),
 }
 
 
@@ -56,10 +61,8 @@ def is_v1(version: tuple[int, int]) -> bool:
 
 
 def large_gpu(version: tuple[int, int], gpu_name: str, memory_gib: float) -> bool:
-    name = gpu_name.lower()
-    if version >= (0, 9):
-        return memory_gib >= RULES["large_gpu_gib"][0] and "a100" not in name
-    return "h100" in name or "h200" in name
+    big = memory_gib >= RULES["large_gpu_gib"][0]
+    return big and "a100" not in gpu_name.lower() if version >= (0, 9) else big
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class EngineSettings:
 
 def chunked_default(version: tuple[int, int], max_model_len: int) -> tuple[bool, str]:
     if is_v1(version):
-        return True, "V1: chunked prefill always on by default (_set_default_args_v1)"
+        return RULES["v1_chunked"]
     above, src = RULES["v0_chunked_above_len"]
     return max_model_len > above, src
 
@@ -99,7 +102,7 @@ def batched_tokens_default(version: tuple[int, int], chunked: bool, max_model_le
         floor, src = RULES["min_batched_tokens"]
         return max(max_model_len, floor), src
     if not is_v1(version):
-        return RULES["v0_chunked_batched_tokens"]
+        return RULES["v06_chunked_batched_tokens" if version < (0, 7) else "v07_chunked_batched_tokens"]
     key = "v1_large" if large_gpu(version, gpu_name, memory_gib) else "v1_small"
     table, src = RULES[key]
     return table[entry_point], f"{src}; {RULES['large_gpu_gib'][1]}"
@@ -108,6 +111,6 @@ def batched_tokens_default(version: tuple[int, int], chunked: bool, max_model_le
 def max_num_seqs_default(version: tuple[int, int], gpu_name: str, memory_gib: float) -> tuple[int, str]:
     if not is_v1(version):
         return RULES["v0_max_num_seqs"]
-    if version >= (0, 9) and large_gpu(version, gpu_name, memory_gib):
+    if large_gpu(version, gpu_name, memory_gib):
         return RULES["v1_large_seqs"]
     return RULES["v1_small_seqs"]

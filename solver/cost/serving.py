@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from solver.cost import engine_settings as es
 from solver.cost.engine_memory import StageBudget, stage_budget
+from solver.cost.warn import note
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
@@ -64,7 +65,8 @@ class ServingConfig:
         return self.max_model_len if self.max_model_len is not None else workload.context_len
 
     def chunked(self, workload: Workload) -> bool:
-        if self.enable_chunked_prefill is not None:
+        """V1 runs chunked prefill whatever the flag says (engine_settings.RULES["v1_chunked"])."""
+        if self.enable_chunked_prefill is not None and not es.is_v1(self.version):
             return self.enable_chunked_prefill
         return es.chunked_default(self.version, self.model_len(workload))[0]
 
@@ -123,6 +125,9 @@ def serving_config(profile: Profile, gpu_memory_utilization: float | None = None
         assumed.append(key)
         return DEFAULTS[key][0]
 
+    if st.enable_chunked_prefill is False and es.is_v1(version):
+        note(f"vLLM {version[0]}.{version[1]} (V1) runs chunked prefill whatever --no-enable-chunked-prefill says "
+             f"({es.RULES['v1_chunked'][1]}); modelled as on")
     util = pick("gpu_memory_utilization", st.gpu_memory_utilization if gpu_memory_utilization is None
                 else gpu_memory_utilization, es.RULES["gpu_memory_utilization"])
     seqs = pick("max_num_seqs", st.max_num_seqs if max_num_seqs is None else max_num_seqs,
