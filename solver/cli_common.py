@@ -187,7 +187,8 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                         "V1 16384 offline / 8192 serve on >= 70 GiB non-A100 GPUs, else 8192 / 2048; "
                         "without chunked prefill max(max_model_len, 2048))")
     g.add_argument("--max-num-seqs", type=int, default=None,
-                   help="most sequences scheduled at once (vLLM V1 default: 1024 on GPUs of >= 70 GiB (not A100 from 0.9), else 256)")
+                   help="most sequences scheduled at once (vLLM V1 default: 1024 on GPUs of >= 70 GiB, "
+                        "not A100 from 0.9; else 256)")
     g.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
                    help="chunked prefill (vLLM V1 default on; V0 only when max_model_len > 32K)")
     g.add_argument("--entry-point", choices=("llm", "serve"), default="llm",

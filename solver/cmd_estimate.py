@@ -68,7 +68,8 @@ def run(args) -> int:
         raise InputError("", "--tp", f"{args.tp} exceeds --gpus-per-node {args.gpus_per_node}: a TP group lives in one node")
     if args.pp is not None and args.layers is not None:
         raise InputError("", "--layers", "give --layers for one stage or --pp for a whole pipeline, not both")
-    with collect_warnings(args.strict) as warns, engine_settings(engine_settings_from(args)):
+    settings = engine_settings_from(args)
+    with collect_warnings(args.strict) as warns, engine_settings(settings):
         if args.online:
             payload, human = run_online(args, model, profile, workload, pipeline_stages)
         elif args.pp is None:

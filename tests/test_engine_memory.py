@@ -111,3 +111,18 @@ def test_vllm_defaults_by_version(version, gpu, gib, entry, mml, expect):
 def test_version_outside_the_modelled_range_is_refused(capsys):
     assert main(["estimate", "--profile", "profiles/h100.json", "--model", "llama3-8b", "--vllm-version", "0.4.1"]) == 2
     assert "--vllm-version: vLLM 0.4 is outside the modelled versions 0.6-0.11" in capsys.readouterr().err
+
+
+def test_plan_exports_the_engine_settings_it_assumed(write, capsys):
+    """The flags reach the planner's cost model (fewer sequences at once) and the vllm serve
+    command carries exactly the resolved settings."""
+    c = write("one.yaml", "name: one\nnode_groups:\n  - {name: a, count: 1, gpu: A100-80GB, gpus_per_node: 1, "
+                          "interconnect: nvlink, nic_gbits: 200}\n")
+    argv = ["plan", "--profile", "profiles/a100.json", "--model", "llama3-8b", "--cluster", str(c), "--batch", "512",
+            "--prompt-len", "2048", "--output-len", "512", "--max-num-seqs", "64", "--max-num-batched-tokens", "4096",
+            "--max-model-len", "4096", "--json"]
+    assert main(argv) == 0
+    rep = json.loads(capsys.readouterr().out)["replicas"][0]
+    assert rep["concurrency"] == 64 and rep["concurrency_limited_by"] == "max_num_seqs"
+    assert ("--max-model-len 4096 --gpu-memory-utilization 0.9 --max-num-seqs 64 --max-num-batched-tokens 4096 "
+            "--enable-chunked-prefill") in rep["vllm"]["command"]
