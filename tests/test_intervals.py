@@ -81,3 +81,18 @@ def test_validate_rows_carry_the_interval(write, capsys):
     assert row["predicted_low_tok_s"] <= row["predicted_tok_s"] <= row["predicted_high_tok_s"]
     assert row["uncalibrated"] is True  # the serving overheads are assumed 0
     assert isinstance(row["inside_interval"], bool)
+
+
+def test_borrowed_allreduce_fit_is_an_assumption(synthetic_profile, tmp_path):
+    """A 4-rank engine all-reduce fit (hop 2 us, 10 GB/s) is measured; for 2 and 8 ranks the
+    solver borrows it, so the pessimistic corner takes hop 4 us / 5 GB/s there, the
+    optimistic 1 us / 20 GB/s; the 4-rank entry itself never moves."""
+    raw = json.loads(Path(synthetic_profile.path).read_text())
+    raw["serving"]["tp_allreduce"] = [{"ranks": 4, "hop_us": 2.0, "busbw_gbps": 10.0, "source": "synthetic"}]
+    (tmp_path / "a.json").write_text(json.dumps(raw))
+    prof = load_profile(tmp_path / "a.json")
+    low = {f.ranks: (f.hop_us, f.busbw_gbps) for f in intervals.corner(prof, "low").engine_allreduce}
+    high = {f.ranks: (f.hop_us, f.busbw_gbps) for f in intervals.corner(prof, "high").engine_allreduce}
+    assert low == {4: (2.0, 10.0), 2: (4.0, 5.0), 8: (4.0, 5.0)}
+    assert high == {4: (2.0, 10.0), 2: (1.0, 20.0), 8: (1.0, 20.0)}
+    assert "serving.tp_allreduce[8 ranks] (borrowed)" in intervals.defaults_used(prof)

@@ -36,7 +36,10 @@ SPREAD = {
     "intra_node_p2p_efficiency": (0.5, 1.0, "achieved / nominal peer-to-peer bandwidth"),
     "intra_node_alpha_us": (0.5, 4.0, "per-message latency of NCCL inside a node, 5-40 us"),
     "inter_node_alpha_us": (0.5, 4.0, "per-message latency across nodes, 20-160 us"),
+    "borrowed_allreduce": (0.5, 2.0, "an engine all-reduce fit measured at another rank count (serving."
+                                     "tp_allreduce): busbw and per-hop time within 2x either way"),
 }
+TP_SIZES = (2, 4, 8)
 # Absolute plausible ranges of the serving defaults a profile may lack (solver/cost/serving.py
 # DEFAULTS assume 0): engine CPU time per step, vLLM's scheduler + sampler + detokenizer.
 SERVING_PLAUSIBLE = {"decode_step_overhead_ms": (0.0, 10.0), "prefill_overhead_ms": (0.0, 50.0)}
@@ -79,6 +82,22 @@ def _engine_end(em, side: str):
     return replace(em, non_torch_gib=nt)
 
 
+def _allreduce_ends(fits: tuple, side: str) -> tuple:
+    """Measured rank counts unchanged; a missing one (which comm.tp_allreduce_s would borrow
+    from the nearest) becomes an explicit `default` entry at the ``side`` end of SPREAD."""
+    if not fits:
+        return fits
+    lo, hi = SPREAD["borrowed_allreduce"][:2]
+    worse, better = (hi, lo) if side == "low" else (lo, hi)
+    out = list(fits)
+    for n in TP_SIZES:
+        if all(f.ranks != n for f in fits):
+            near = min(fits, key=lambda a: (abs(a.ranks - n), a.ranks))
+            out.append(replace(near, ranks=n, hop_us=near.hop_us * worse, busbw_gbps=near.busbw_gbps * better,
+                               source="default", ref=f"borrowed from the {near.ranks}-rank fit (intervals.SPREAD)"))
+    return tuple(out)
+
+
 _CORNERS: dict = {}
 
 
@@ -93,6 +112,7 @@ def corner(profile: Profile, side: str) -> Profile:
             serving[k] = Value(hi if side == "low" else lo, "default", "intervals.SERVING_PLAUSIBLE")
     out = replace(
         profile,
+        engine_allreduce=_allreduce_ends(profile.engine_allreduce, side),
         peak_tflops={k: _end("peak_tflops", v, side) for k, v in profile.peak_tflops.items()},
         hbm_gbps=_end("hbm_gbps", profile.hbm_gbps, side),
         intra_node_gbps=_end("intra_node_gbps", profile.intra_node_gbps, side),
@@ -139,6 +159,9 @@ def defaults_used(profile: Profile) -> list[str]:
             if getattr(profile, n).source == "default"]
     out += [f"network.{k}" for k, v in profile.network.items() if v.source == "default" and k in SPREAD]
     out += [f"serving.{k} (assumed 0)" for k in SERVING_PLAUSIBLE if k not in profile.serving]
+    if profile.engine_allreduce:
+        have = {f.ranks for f in profile.engine_allreduce}
+        out += [f"serving.tp_allreduce[{n} ranks] (borrowed)" for n in TP_SIZES if n not in have]
     for rt, em in profile.engine_memory.items():
         out += [f"memory.{rt}.non_torch_gib.{k}" for k, v in em.non_torch_gib.items()
                 if v.source == "default" and v.plausible]
