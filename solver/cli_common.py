@@ -27,6 +27,17 @@ def _number(text: str) -> float:
     return v
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=``: a whole number >= 1 (counts: ranks, nodes, tokens, GPUs)."""
+    try:
+        v = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return v
+
+
 def positive_float(text: str) -> float:
     """argparse ``type=``: a finite number > 0 (bandwidths, time limits)."""
     v = _number(text)
@@ -63,7 +74,8 @@ def add_workload_args(p: argparse.ArgumentParser, batch_default: int = 1) -> Non
     g.add_argument("--batch", type=int, default=batch_default,
                    help=f"sequences in the offline batch (default {batch_default})")
     g.add_argument("--prompt-len", type=int, default=1024, help="prompt tokens per sequence (default 1024)")
-    g.add_argument("--output-len", type=int, default=128, help="generated tokens per sequence (default 128)")
+    g.add_argument("--output-len", type=positive_int, default=128,
+                   help="generated tokens per sequence, >= 1: vLLM generates at least one (default 128)")
     g.add_argument("--dtype", default="auto", choices=("auto",) + WEIGHT_DTYPES,
                    help="weight scheme: auto = the checkpoint's (its quantization_config / hf_quant_config.json), "
                         "else bf16; fp8 on a 16-bit checkpoint is vLLM's on-the-fly fp8 (default auto)")

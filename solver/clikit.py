@@ -8,7 +8,7 @@ import argparse
 import importlib
 import sys
 
-from solver.errors import InfeasibleError, InputError
+from solver.errors import InfeasibleError, InputError, one_line
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -32,6 +32,6 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         args = parser.parse_args(argv)
         return int(args.func(args) or 0)
     except (InputError, InfeasibleError) as e:
-        msg = e.line() if isinstance(e, InputError) else str(e)
+        msg = e.line() if isinstance(e, InputError) else one_line(str(e))
         print(f"{parser.prog}: error: {msg}", file=sys.stderr)
         return 2

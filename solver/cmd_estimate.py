@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from solver.cli_common import add_engine_args, engine_settings_from
 from solver.cli_common import (add_model_args, add_output_args, add_workload_args, collect_warnings, emit,
-                               positive_float, workload_from)
+                               positive_float, positive_int, workload_from)
 from solver.cost.pipeline import estimate_pipeline, even_split
 from solver.cost.serving import engine_settings, serving_config
 from solver.cost.stage import Stage, stage_breakdown, stage_mem, stage_time
@@ -36,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("--stage", choices=POSITIONS, default=None,
                    help="position of that stage: first holds the embedding, last the LM head "
                         "(default: only when --layers covers the model, else middle)")
-    p.add_argument("--gpus-per-node", type=int, default=8,
+    p.add_argument("--gpus-per-node", type=positive_int, default=8,
                    help="GPUs per node; with --pp, stages fill nodes in order (default 8)")
     p.add_argument("--nic-gbps", type=positive_float, default=None,
                    help="NIC bandwidth between nodes, GB/s per direction (needed when stages span nodes)")
@@ -59,6 +59,20 @@ def check_tp(model: ModelSpec, tp: int, where: str = "--tp") -> None:
         raise InputError("", where, f"{tp} does not divide the {model.num_heads} attention heads of {model.name}")
 
 
+def check_stage_position(args, model: ModelSpec) -> None:
+    """--stage must fit --layers: the whole model is the only stage; a part cannot be it."""
+    if args.stage is None:
+        return
+    if args.pp is not None:
+        raise InputError("", "--stage", "positions one stage of --layers; with --pp every position is given")
+    layers = model.num_layers if args.layers is None else args.layers
+    if layers == model.num_layers and args.stage != "only":
+        raise InputError("", "--stage", f"{args.stage} needs a stage of fewer than the {model.num_layers} layers of "
+                                        f"{model.name} (--layers); the whole model is the 'only' stage")
+    if layers < model.num_layers and args.stage == "only":
+        raise InputError("", "--stage", f"only holds every layer; --layers {layers} < {model.num_layers}")
+
+
 def run(args) -> int:
     model = load_model(args.model)
     profile = load_profile(args.profile)
@@ -68,6 +82,7 @@ def run(args) -> int:
         raise InputError("", "--tp", f"{args.tp} exceeds --gpus-per-node {args.gpus_per_node}: a TP group lives in one node")
     if args.pp is not None and args.layers is not None:
         raise InputError("", "--layers", "give --layers for one stage or --pp for a whole pipeline, not both")
+    check_stage_position(args, model)
     settings = engine_settings_from(args)
     with collect_warnings(args.strict) as warns, engine_settings(settings):
         if args.online:

@@ -89,6 +89,9 @@ def _check_args(args) -> None:
         raise InputError("", "--min-throughput", f"must be >= 0, got {args.min_throughput:g}")
     if args.objective == "cost" and args.min_throughput <= 0:
         raise InputError("", "--min-throughput", "the cost objective needs a throughput floor > 0 tokens/s")
+    if args.objective == "throughput" and args.min_throughput > 0:
+        raise InputError("", "--min-throughput", "only applies with --objective cost; the throughput objective "
+                                                 "maximises tokens/s with no floor")
     if args.max_replicas is not None and args.max_replicas < 1:
         raise InputError("", "--max-replicas", f"must be >= 1, got {args.max_replicas}")
     if args.time_limit <= 0:

@@ -18,7 +18,19 @@ class InputError(Exception):
 
     def line(self) -> str:
         parts = [p for p in (self.where, self.field) if p]
-        return ": ".join(parts + [self.reason])
+        return one_line(": ".join(parts + [self.reason]))
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\r``, ``\\x1b``):
+    a value echoed from bad input can never split the one-line error.
+
+    >>> one_line("size '0\\r0'")
+    "size '0\\\\r0'"
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class InfeasibleError(Exception):

@@ -64,7 +64,7 @@ def test_online_histogram(capsys, write):
     (["--online", "--request-rate", "nan"], "--request-rate: must be a finite number"),
     (["--online", "--concurrency", "2", "--request-rate", "1"], "not allowed with argument"),
     (["--online", "--concurrency", "2", "--num-requests", "0"], "--num-requests: must be >= 1"),
-    (["--online", "--concurrency", "2", "--output-len", "0"], "--output-len: must be >= 1 for online"),
+    (["--online", "--concurrency", "2", "--output-len", "0"], "--output-len: must be a whole number >= 1"),
 ])
 def test_online_bad_input(capsys, args, msg):
     assert main(["estimate", "--profile", SYN, "--model", "llama3-8b", *args]) == 2

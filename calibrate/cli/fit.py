@@ -6,6 +6,7 @@ from calibrate.nccl.profile import (check_proxy, entry, fit_points, flagged_line
                                     write_collectives)
 from calibrate.nccl.raw import read_raw
 from calibrate.profile_io import command_line, read_profile_dict
+from solver.cli_common import positive_float
 
 
 def register(sub) -> None:
@@ -19,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("raw", nargs="+", help="raw CSVs written by scripts/profile_nccl.py or import-nccl-tests")
     p.add_argument("--out", required=True, help="profile JSON to create or merge into (other sections kept)")
     p.add_argument("--gpu", help="the profile's GPU (needed to create a missing profile)")
-    p.add_argument("--nominal-gbps", type=float, help="nominal link GB/s per direction for `efficiency` "
+    p.add_argument("--nominal-gbps", type=positive_float, help="nominal link GB/s per direction for `efficiency` "
                                                       "(default: the profile's gpu.intra_node_gbps, intra_node only)")
     p.add_argument("--proxy-reason", help="required when a raw file's GPU differs from the profile's: why its "
                                           "collectives stand for this GPU (goes into ref), as for import-nccl-tests")

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 
 from calibrate.importers.nccl_tests import parse_file, to_raw
-from calibrate.nccl.profile import (check_proxy, entry, fit_points, flagged_lines, nominal_gbps, provenance,
+from calibrate.nccl.profile import (check_proxy, group_ranks, entry, fit_points, flagged_lines, nominal_gbps, provenance,
                                     write_collectives)
 from calibrate.nccl.raw import to_csv_text
 from calibrate.profile_io import command_line, read_profile_dict
 from calibrate.raw_store import content_path, store
+from solver.cli_common import positive_float, positive_int
 from solver.inputs.profile import COLLECTIVES
 
 
@@ -29,8 +30,9 @@ def register(sub) -> None:
     p.add_argument("--raw-dir", help="folder for raw CSVs (default: <profile folder>/raw); files are named "
                                      "<log name>_<content hash>.csv and never overwritten")
     p.add_argument("--collective", choices=COLLECTIVES, help="collective measured (default: from the log or file name)")
-    p.add_argument("--ranks", type=int, help="total ranks (GPUs) of the run, if the log has no device lines")
-    p.add_argument("--nodes", type=int, help="nodes of the run (>1 means scope inter_node); default from the log, else 1")
+    p.add_argument("--ranks", type=group_ranks, help="total ranks (GPUs) of the run, >= 2, if the log has no device lines")
+    p.add_argument("--nodes", type=positive_int,
+                   help="nodes of the run (>1 means scope inter_node); default from the log, else 1")
     p.add_argument("--log-gpu", help="GPU the log was measured on, if the log does not name it")
     p.add_argument("--nccl", help="NCCL version, if the log does not print it")
     p.add_argument("--source", choices=("measured", "published"),
@@ -39,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--ref", help="citation for the log (default: its '# source:' URL, else the file path)")
     p.add_argument("--proxy-reason", help="required when the log's GPU differs from the profile's: why its "
                                           "collectives stand for this GPU (goes into ref)")
-    p.add_argument("--nominal-gbps", type=float, help="nominal link GB/s per direction for `efficiency` "
+    p.add_argument("--nominal-gbps", type=positive_float, help="nominal link GB/s per direction for `efficiency` "
                                                       "(default: the profile's gpu.intra_node_gbps, intra_node only)")
     p.set_defaults(func=run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from calibrate.nccl.profile import group_ranks
 from solver.cost.collectives import (algbw_gbps, busbw_gbps, collective_time_us, find_fit,
                                      in_fitted_range, table_covers)
 from solver.errors import InputError
@@ -21,7 +22,7 @@ def register(sub) -> None:
                     "never derived from another).")
     p.add_argument("profile", help="profile JSON")
     p.add_argument("--collective", required=True, choices=COLLECTIVES)
-    p.add_argument("--ranks", required=True, type=int, help="ranks in the group (e.g. TP size)")
+    p.add_argument("--ranks", required=True, type=group_ranks, help="ranks in the group (e.g. TP size), >= 2")
     p.add_argument("--scope", default="intra_node", choices=SCOPES, help="default: intra_node")
     p.add_argument("--bytes", required=True, help="comma-separated sizes in bytes; 4096, 64K, 1M, 1G accepted")
     p.add_argument("--json", action="store_true", help="print JSON (time_us per size) instead of a table")

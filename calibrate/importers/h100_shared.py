@@ -21,6 +21,7 @@ of 0.1-21 GiB. ``kv_bytes`` is recomputed exactly from the shapes and checked ag
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 from calibrate.memory.fit import prefill_flops
@@ -45,6 +46,45 @@ def _read(path: Path, needed: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+class _Cells:
+    """Typed cells of one CSV row; a bad cell is a one-line error naming file:line and column."""
+
+    def __init__(self, row: dict, where: str):
+        self.row, self.where = row, where
+
+    def text(self, name: str) -> str:
+        v = (self.row.get(name) or "").strip()
+        if not v:
+            raise InputError(self.where, name, "missing or empty")
+        return v
+
+    def int(self, name: str, lo: int = 1) -> int:
+        v = self.text(name)
+        try:
+            n = int(v)
+        except ValueError:
+            raise InputError(self.where, name, f"not a whole number: {v!r}") from None
+        if n < lo:
+            raise InputError(self.where, name, f"must be >= {lo}, got {n}")
+        return n
+
+    def float(self, name: str, positive: bool = False) -> float:
+        v = self.text(name)
+        try:
+            x = float(v)
+        except ValueError:
+            raise InputError(self.where, name, f"not a number: {v!r}") from None
+        if not math.isfinite(x) or x < 0 or (positive and x == 0):
+            raise InputError(self.where, name, f"must be a finite number {'>' if positive else '>='} 0, got {v!r}")
+        return x
+
+    def dtype(self) -> tuple[str, int]:
+        v = self.text("dtype")
+        if v not in _DTYPE_BYTES:
+            raise InputError(self.where, "dtype", f"one of {', '.join(_DTYPE_BYTES)}, got {v!r}")
+        return v, _DTYPE_BYTES[v]
+
+
 def _kv_bytes(batch: int, seq: int, kv_heads: int, head_dim: int, tp: int, layers: int, p: int,
               reported_gib: float, where: str) -> float:
     """2 (K and V) x tokens x local kv heads x head_dim x p per layer."""
@@ -57,23 +97,24 @@ def _kv_bytes(batch: int, seq: int, kv_heads: int, head_dim: int, tp: int, layer
 def native_rows(path: Path) -> list[dict]:
     out = []
     for i, r in enumerate(_read(path, ("runtime", "peak_above_inputs_gib", "kv_gib", "forward_ms")), start=2):
-        b, s, h, a = int(r["batch"]), int(r["seq"]), int(r["hidden"]), int(r["heads"])
-        t, p = int(r["tp"]), _DTYPE_BYTES[r["dtype"]]
+        c = _Cells(r, f"{path}:{i}")
+        b, s, h, a = c.int("batch"), c.int("seq"), c.int("hidden"), c.int("heads")
+        t, (dt, p) = c.int("tp"), c.dtype()
         row = {
-            "runtime": r["runtime"], "device": DEVICE, "dtype": r["dtype"], "dtype_bytes": p, "phase": "prefill",
-            "batch": b, "seq": s, "hidden": h, "heads": a, "kv_heads": int(r["kv_heads"]), "head_dim": h // a,
-            "ffn": int(r["ffn"]), "gated_mlp": int(r["gated_mlp"]), "tp": t, "layers": 1,
-            "weights_bytes": round(float(r["weights_gib"]) * GIB),
-            "kv_bytes": _kv_bytes(b, s, int(r["kv_heads"]), h // a, t, 1, p, float(r["kv_gib"]), f"{path}:{i}"),
-            "peak_bytes": round(float(r["peak_above_inputs_gib"]) * GIB), "retained_bytes": None,
+            "runtime": c.text("runtime"), "device": DEVICE, "dtype": dt, "dtype_bytes": p, "phase": "prefill",
+            "batch": b, "seq": s, "hidden": h, "heads": a, "kv_heads": c.int("kv_heads"), "head_dim": h // a,
+            "ffn": c.int("ffn"), "gated_mlp": c.int("gated_mlp", 0), "tp": t, "layers": 1,
+            "weights_bytes": round(c.float("weights_gib") * GIB),
+            "kv_bytes": _kv_bytes(b, s, c.int("kv_heads"), h // a, t, 1, p, c.float("kv_gib"), f"{path}:{i}"),
+            "peak_bytes": round(c.float("peak_above_inputs_gib") * GIB), "retained_bytes": None,
             "reserved_slack_bytes": None, "nontorch_bytes": None,
-            "time_ms": float(r["forward_ms"]), "time_method": "cuda_events_mean_of_10",
+            "time_ms": c.float("forward_ms", positive=True), "time_method": "cuda_events_mean_of_10",
             "snapshot_top": "", "source": "measured", "ref": f"{DATASET_REF}: {NATIVE_CSV} line {i}",
         }
         row["flops"] = round(prefill_flops(row))
         # the probe's own FLOP count (same formula) must agree with ours to its 4 digits
         achieved = row["flops"] / (row["time_ms"] * 1e-3) / 1e12
-        if abs(achieved / float(r["achieved_tflops"]) - 1) > 2e-3:
+        if abs(achieved / c.float("achieved_tflops", positive=True) - 1) > 2e-3:
             raise InputError(f"{path}:{i}", "achieved_tflops", f"file {r['achieved_tflops']}, ours {achieved:.1f}")
         out.append(row)
     return out
@@ -83,21 +124,22 @@ def hf_rows(path: Path) -> list[dict]:
     out = []
     need = ("runtime", "layers", "peak_prefill_above_weights_gib", "retained_after_prefill_gib", "prefill_ms")
     for i, r in enumerate(_read(path, need), start=2):
-        b, s, h, a = int(r["batch"]), int(r["seq"]), int(r["hidden"]), int(r["heads"])
-        t, L, p = int(r["tp"]), int(r["layers"]), _DTYPE_BYTES[r["dtype"]]
+        c = _Cells(r, f"{path}:{i}")
+        b, s, h, a = c.int("batch"), c.int("seq"), c.int("hidden"), c.int("heads")
+        t, L, (dt, p) = c.int("tp"), c.int("layers"), c.dtype()
         # the probe builds LlamaConfig with heads/t, kv_heads/t, ffn/t: the shard of rank 0
         row = {
-            "runtime": r["runtime"], "device": DEVICE, "dtype": r["dtype"], "dtype_bytes": p, "phase": "prefill",
-            "batch": b, "seq": s, "hidden": h, "heads": a, "kv_heads": int(r["kv_heads"]), "head_dim": h // a,
-            "ffn": int(r["ffn"]), "gated_mlp": 1, "tp": t, "layers": L,
-            "weights_bytes": round(float(r["weights_gib"]) * GIB),
-            "kv_bytes": _kv_bytes(b, s, int(r["kv_heads"]), h // a, t, L, p, float(r["kv_gib"]), f"{path}:{i}"),
-            "peak_bytes": round(float(r["peak_prefill_above_weights_gib"]) * GIB),
-            "retained_bytes": round(float(r["retained_after_prefill_gib"]) * GIB),
+            "runtime": c.text("runtime"), "device": DEVICE, "dtype": dt, "dtype_bytes": p, "phase": "prefill",
+            "batch": b, "seq": s, "hidden": h, "heads": a, "kv_heads": c.int("kv_heads"), "head_dim": h // a,
+            "ffn": c.int("ffn"), "gated_mlp": 1, "tp": t, "layers": L,
+            "weights_bytes": round(c.float("weights_gib") * GIB),
+            "kv_bytes": _kv_bytes(b, s, c.int("kv_heads"), h // a, t, L, p, c.float("kv_gib"), f"{path}:{i}"),
+            "peak_bytes": round(c.float("peak_prefill_above_weights_gib") * GIB),
+            "retained_bytes": round(c.float("retained_after_prefill_gib") * GIB),
             "reserved_slack_bytes": None, "nontorch_bytes": None,
-            "time_ms": float(r["prefill_ms"]), "time_method": "wall_clock_once_synchronized",
+            "time_ms": c.float("prefill_ms", positive=True), "time_method": "wall_clock_once_synchronized",
             "snapshot_top": "", "source": "measured",
-            "ref": f"{DATASET_REF}: {HF_CSV} line {i} ({r['model']} shapes)",
+            "ref": f"{DATASET_REF}: {HF_CSV} line {i} ({c.text('model')} shapes)",
         }
         row["flops"] = round(prefill_flops(row))
         out.append(row)

@@ -20,6 +20,18 @@ from solver.errors import InputError
 from solver.inputs.profile import normalize_gpu_name
 
 
+def group_ranks(text: str) -> int:
+    """argparse ``type=``: ranks of a collective, a whole number >= 2 (one rank is a copy)."""
+    import argparse
+    try:
+        n = int(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 2, got {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 2 (a collective needs two ranks), got {text!r}")
+    return n
+
+
 def _one(values, where: str, name: str) -> str:
     vals = sorted({v for v in values if v})
     if len(vals) > 1 and name == "source":

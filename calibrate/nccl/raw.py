@@ -119,8 +119,8 @@ def _parse_row(row: dict, where: str, line: int) -> RawPoint:
                     raise ValueError
             else:
                 kw[c] = text
-        except ValueError:
-            raise InputError(where, f"line {line}: {c}", f"not a number: {text!r}") from None
+        except (ValueError, OverflowError):
+            raise InputError(where, f"line {line}: {c}", f"not a finite number: {text!r}") from None
     p = RawPoint(**kw)
     checks = (("collective", p.collective in COLLECTIVES, f"one of {', '.join(COLLECTIVES)}"),
               ("scope", p.scope in SCOPES, f"one of {', '.join(SCOPES)}"),

@@ -195,9 +195,9 @@ def preflight(args, backend: str, gpu: str, world: int) -> tuple[str, dict | Non
             raise InputError(args.out, "provenance.synthetic",
                              "gloo timings are CPU test numbers: they only go into a profile created as "
                              "synthetic (calibrate init --synthetic, or a new --out)")
-        if base is None and not args.gpu:
+        if base is None and not args.gpu and world > 1:
             raise InputError(args.out, "--gpu", "does not exist; pass --gpu to create it (as a synthetic profile)")
-    elif world > 1:
+    elif world > 1:  # at world size 1 the profile is never written
         if synthetic:
             raise InputError(args.out, "provenance.synthetic", "is a synthetic test profile; write GPU "
                                                                "measurements into a real one")
