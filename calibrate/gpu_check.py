@@ -108,6 +108,22 @@ def nccl_lines(path: Path) -> list[str]:
     return out
 
 
+def ops_lines(raw: Path, fitted: Path) -> list[str]:
+    """Rows per op of the sweep and where they were fitted."""
+    import csv
+    counts: dict[str, int] = {}
+    src = set()
+    for r in csv.DictReader(raw.open()):
+        counts[r.get("op", "?")] = counts.get(r.get("op", "?"), 0) + 1
+        src.add(r.get("source", "?"))
+    out = ["| op | rows |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(counts.items())]
+    out += ["", f"source: {', '.join(sorted(src))}; "
+            + (f"fitted by `calibrate fit-ops` into {fitted.name} (ops.native): compare it with the shipped "
+               "tables with `solver estimate --breakdown --profile` on each" if fitted.exists()
+               else f"refit: `calibrate fit-ops {raw} --out PROFILE --runtime native`")]
+    return out
+
+
 def report(outdir: str | Path, profile: str | None = None, profiles_dir: str | Path = "profiles") -> str:
     d = Path(outdir)
     env = load_json(d / "env.json") if (d / "env.json").exists() else {}
@@ -125,6 +141,9 @@ def report(outdir: str | Path, profile: str | None = None, profiles_dir: str | P
         lines.append("")
     raws = sorted((d / "raw").glob("*.csv")) if (d / "raw").exists() else []
     for raw in raws:
+        if raw.name.startswith("ops_"):
+            lines += [f"## Op sweep: {raw.name}", ""] + ops_lines(raw, d / "ops_profile.json") + [""]
+            continue
         if raw.name.startswith("nccl_"):
             lines += [f"## NCCL at world size 1: {raw.name}", "",
                       "One rank: each collective is a local copy through NCCL; this checks the CUDA code path "

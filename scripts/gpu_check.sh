@@ -6,7 +6,8 @@
 #
 # Steps (each under its own time limit; one failing does not stop the others):
 #   env          GPU name, driver, torch, CUDA, NCCL, host, commit -> OUTDIR/env.json
-#   ops          scripts/profile_ops.py (the op sweep), when that script exists
+#   ops          scripts/profile_ops.py (the op sweep), when that script exists; ops_fit: its raw
+#                CSV through `calibrate fit-ops` into OUTDIR/ops_profile.json (a copy of the shipped one)
 #   mem_native   scripts/profile_memory.py --runtime native, quick grid (TP-sharded llama3-8b layers)
 #   mem_hf       scripts/profile_memory.py --runtime transformers (HF Llama layers), quick grid
 #   nccl         scripts/profile_nccl.py under torchrun at world size 1: the NCCL/CUDA path end to end
@@ -100,12 +101,22 @@ fi
 echo "GPU: $GPU; shipped profile: ${SHIPPED:-none}"
 TORCHRUN=("$PYTHON" -m torch.distributed.run --standalone --nproc-per-node 1)
 
-# --- ops: the op sweep (scripts/profile_ops.py, when present) ---------------------------
+# --- ops: the op sweep (scripts/profile_ops.py, when present), then fitted into a copy ---
 if [ -f scripts/profile_ops.py ] || ! wanted ops; then
     if [ "$DRY" -eq 1 ]; then
-        step ops 180 "$PYTHON" scripts/profile_ops.py --dry-run --out "$OUT/ops.json" ${PROFILE_OPS_ARGS:-}
+        step ops 200 "$PYTHON" scripts/profile_ops.py --dry-run --out-dir "$OUT/raw" ${PROFILE_OPS_ARGS:-}
     else
-        step ops 180 "$PYTHON" scripts/profile_ops.py --out "$OUT/ops.json" ${PROFILE_OPS_ARGS:-}
+        step ops 200 "$PYTHON" scripts/profile_ops.py --out-dir "$OUT/raw" ${PROFILE_OPS_ARGS:---iters 10}
+    fi
+    OPS_RAW="$(ls "$OUT"/raw/ops_*.csv 2>/dev/null | head -n 1)"
+    if [ -n "$OPS_RAW" ]; then
+        NEWGPU=(--gpu H100)  # dry run: a new datasheet profile holds the synthetic tables
+        if [ "$DRY" -eq 0 ]; then
+            NEWGPU=(--gpu "$GPU")
+            if [ -n "$SHIPPED" ]; then cp "$SHIPPED" "$OUT/ops_profile.json"; NEWGPU=(); fi
+        fi
+        step ops_fit 20 "$PYTHON" -m calibrate.cli fit-ops "$OPS_RAW" --out "$OUT/ops_profile.json" \
+            "${NEWGPU[@]}" --runtime native
     fi
 else
     printf 'ops\tskipped: scripts/profile_ops.py not present\t0\n' >> "$STEPS"
@@ -117,20 +128,20 @@ for rt in native transformers; do
     name=mem_native; [ "$rt" = transformers ] && name=mem_hf
     prof="$OUT/mem_$rt.json"
     if [ "$DRY" -eq 1 ]; then
-        step "$name" 100 "$PYTHON" scripts/profile_memory.py --dry-run --runtime "$rt" --out "$prof"
+        step "$name" 80 "$PYTHON" scripts/profile_memory.py --dry-run --runtime "$rt" --out "$prof"
     else
         [ -n "$SHIPPED" ] && cp "$SHIPPED" "$prof"  # measured sections merge into a copy of the shipped one
-        step "$name" 100 "${TORCHRUN[@]}" scripts/profile_memory.py --runtime "$rt" --grid quick --out "$prof"
+        step "$name" 80 "${TORCHRUN[@]}" scripts/profile_memory.py --runtime "$rt" --grid quick --out "$prof"
     fi
 done
 
 # --- NCCL at world size 1: the CUDA path of the collective sweep end to end --------------
 BACKEND=nccl MAXB=64M
 [ "$DRY" -eq 1 ] && BACKEND=gloo MAXB=1M
-step nccl 60 "${TORCHRUN[@]}" scripts/profile_nccl.py --backend "$BACKEND" --out "$OUT/nccl_check.json" \
+step nccl 45 "${TORCHRUN[@]}" scripts/profile_nccl.py --backend "$BACKEND" --out "$OUT/nccl_check.json" \
     --raw-out "$OUT/raw/nccl_world1.csv" --min-bytes 1K --max-bytes "$MAXB" --iters 10 --warmup 3 --timeout 60
 
 # --- report -------------------------------------------------------------------------------
-step report 30 "$PYTHON" -m calibrate.gpu_check "$OUT" ${SHIPPED:+--profile "$SHIPPED"}
+step report 15 "$PYTHON" -m calibrate.gpu_check "$OUT" ${SHIPPED:+--profile "$SHIPPED"}
 echo "report: $OUT/report.md; raw files: $OUT/raw"
 exit "$FAILED"

@@ -1,8 +1,8 @@
 """scripts/gpu_check.sh and its report (calibrate/gpu_check.py), on CPU.
 
-The GPU steps cannot run here; the dry run goes through the same script with the NCCL step
-on gloo at world size 1 (torchrun, one process) and the report; the memory dry runs are
-covered by test_mem_dryrun*.py."""
+The GPU steps cannot run here; the dry run goes through the same script: the synthetic op
+sweep and its fit, the NCCL step on gloo at world size 1 (torchrun, one process) and the
+report; the memory dry runs are covered by test_mem_dryrun*.py."""
 
 import csv
 import os
@@ -49,15 +49,17 @@ def test_report_sections(tmp_path):
 def test_dry_run_nccl_and_report(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "out"
-    env = {**os.environ, "GPU_CHECK_ONLY": "nccl report", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "GPU_CHECK_ONLY": "ops ops_fit nccl report", "OMP_NUM_THREADS": "1"}
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     steps = dict(ln.split("\t")[:2] for ln in (out / "steps.tsv").read_text().splitlines())
     assert steps["nccl"] == "0" and steps["report"] == "0" and steps["mem_native"].startswith("not run")
+    assert steps["ops"] == "0" and steps["ops_fit"] == "0"  # synthetic op sweep fitted by calibrate fit-ops
     rows = list(csv.DictReader((out / "raw" / "nccl_world1.csv").open()))
     # all_reduce, all_gather, reduce_scatter, broadcast (no send_recv at one rank) x 1 KiB..1 MiB
     assert len(rows) == 4 * 11 and {r_["ranks"] for r_ in rows} == {"1"}
-    assert "## NCCL at world size 1" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "## NCCL at world size 1" in text and "## Op sweep" in text
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], capture_output=True, text=True)
     assert r.returncode == 2 and "not empty" in r.stderr  # results are never overwritten

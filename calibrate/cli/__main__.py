@@ -1,0 +1,7 @@
+"""``python -m calibrate.cli``: the ``calibrate`` program without its console script."""
+
+import sys
+
+from calibrate.cli import main
+
+sys.exit(main())
