@@ -76,7 +76,7 @@ def run(args) -> int:
     if args.dry_run:
         return 0
     update = {"serving": serving_json,
-              "provenance": {"command": command_line(), "summary": f"serving fit on {args.ref}"}}
+              "provenance": {"command": command_line(), "summary": f"serving fit on {args.ref}", "raw": [args.csv]}}
     write_profile(args.profile, merge_sections(read_profile_dict(args.profile), update, ("serving",)))
     print(f"wrote serving section of {args.profile}")
     return 0
