@@ -51,7 +51,7 @@ def _stats(errs: list[float]) -> str:
 def _decode_pred_s(prof: dict, r: dict) -> float | None:
     c = prof.get("compute", {}).get("decode_efficiency")
     hbm = prof["gpu"]["hbm_gbps"]["value"] * 1e9
-    if not c or not r.get("weights_bytes"):
+    if not c or not r.get("weights_bytes") or c.get("kind") not in ("constant", "saturating"):
         return None
     x = mem_fit.decode_read_bytes(r)
     eff = c["value"] if c["kind"] == "constant" else c["eff_max"] * x / (x + c["x_half"])
@@ -62,7 +62,11 @@ def compare_rows(prof: dict, rows: list[dict]) -> list[str]:
     """Lines: the shipped profile's predictions of measured rows, by quantity."""
     pre = [r for r in rows if r["phase"] == "prefill" and r.get("time_ms")]
     dec = [r for r in rows if r["phase"] == "decode" and r.get("time_ms")]
-    out = [f"- prefill time: {_stats([_prefill_pred(prof, r) / (r['time_ms'] * 1e-3) - 1 for r in pre])}"]
+    curve = prof.get("compute", {}).get("prefill_efficiency", {})
+    if curve.get("kind") in ("constant", "saturating"):
+        out = [f"- prefill time: {_stats([_prefill_pred(prof, r) / (r['time_ms'] * 1e-3) - 1 for r in pre])}"]
+    else:
+        out = [f"- prefill time: not compared (prefill_efficiency kind {curve.get('kind')!r})"]
     d = [(_decode_pred_s(prof, r), r) for r in dec]
     out.append(f"- decode step time: {_stats([p / (r['time_ms'] * 1e-3) - 1 for p, r in d if p])}")
     act = prof.get("memory", {}).get("activation_peak")

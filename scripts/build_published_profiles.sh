@@ -12,7 +12,7 @@ what="${1:-all}"
 
 # ---------------------------------------------------------------- collectives
 # Public nccl-tests logs (see $LOGS/README.md; each log cites its source URL in '# source:').
-# Raw points land in profiles/raw/nccl_<log>.csv; fits merge into `collectives` only.
+# Raw points land in profiles/raw/nccl_<log>_<content hash>.csv (never overwritten); fits merge into `collectives` only.
 if [[ "$what" == all || "$what" == collectives ]]; then
   A100_PROXY="A100-SXM4-40GB and A100-SXM4-80GB SXM boards share the NVLink3/NVSwitch fabric (12 links x 25 GB/s per direction, DGX-A100-type node); collective speed does not depend on HBM size"
   # 8x A100-40GB SXM, one node (OCI BM.GPU4.8): all_reduce n=8 intra_node

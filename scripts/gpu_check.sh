@@ -116,7 +116,7 @@ if [ -f scripts/profile_ops.py ] || ! wanted ops; then
             if [ -n "$SHIPPED" ]; then cp "$SHIPPED" "$OUT/ops_profile.json"; NEWGPU=(); fi
         fi
         step ops_fit 20 "$PYTHON" -m calibrate.cli fit-ops "$OPS_RAW" --out "$OUT/ops_profile.json" \
-            "${NEWGPU[@]}" --runtime native
+            ${NEWGPU[@]+"${NEWGPU[@]}"} --runtime native
     fi
 else
     printf 'ops\tskipped: scripts/profile_ops.py not present\t0\n' >> "$STEPS"
