@@ -31,13 +31,14 @@ def register(sub) -> None:
     p = sub.add_parser(
         "plan", help="place replicas and pipeline stages on a GPU pool (MILP with gap, baselines, vLLM commands)",
         description="Choose replicas, each a pipeline of TP groups inside nodes holding contiguous layers, "
-                    "to maximise total tokens/s or minimise $/h under a throughput floor. Every replica serves "
-                    "--batch sequences (an offline batch per replica, in waves when its KV cache holds fewer); "
-                    "throughput sums over replicas. A layout is feasible when the serving model runs at least "
-                    "one sequence on it. 'optimal' is proven over the searched layouts only: replica shapes of "
-                    "up to --max-blocks blocks, up to --extra-stages stages deeper than the shallowest that "
-                    "fits, one layer split each; where a split came from hill-climbing the status says "
-                    "'optimal over searched layouts (splits heuristic for N layouts)'. After --time-limit the "
+                    "to maximise total tokens/s or minimise $/h under a throughput floor. --batch sequences are "
+                    "the pool's offline batch, split across the replicas (the split is part of the answer): "
+                    "throughput = all tokens / the slowest replica's time; --batch-per-replica gives every replica "
+                    "its own --batch instead (throughput sums over replicas). A replica runs its sequences in waves "
+                    "when its KV cache holds fewer. Only layouts the runtime launches as planned are searched "
+                    "(vLLM: one TP size per replica, nodes in Ray's rank order). 'optimal' is proven over the "
+                    "searched layouts: the status names every bound that cut the space (--max-blocks, "
+                    "--extra-stages, node splits of deep blocks). After --time-limit the "
                     f"status is 'feasible' with the solver's bound and gap. Pools of at most {MAX_POOL_NODES:,} nodes. "
                     "Exit 2 on bad input or when no plan exists.")
     p.add_argument("--profile", action="append", required=True, metavar="PATH",
@@ -62,6 +63,10 @@ def register(sub) -> None:
     p.add_argument("--max-blocks", type=int, default=None,
                    help="most blocks (runs of stages on one node group) per replica; default 4 for pools "
                         "of <= 12 GPUs and models of <= 16 layers, else 2")
+    p.add_argument("--batch-per-replica", action="store_true",
+                   help="every replica serves --batch sequences of its own and throughput sums over replicas "
+                        "(default: --batch is the pool's total, split across replicas, throughput = all tokens / "
+                        "the slowest replica's time)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar on stderr (there is none either when stderr is not a terminal)")
     p.add_argument("--out", default=None, metavar="FILE", help="also write the JSON result to FILE (atomically)")
@@ -118,7 +123,7 @@ def run(args) -> int:
                       min_tok_s=args.min_throughput, max_replicas=args.max_replicas,
                       time_limit_s=args.time_limit, solver=args.solver, runtime=args.runtime,
                       extra_stages=args.extra_stages, max_blocks=args.max_blocks,
-                      progress=not args.quiet and sys.stderr.isatty())
+                      progress=not args.quiet and sys.stderr.isatty(), batch_per_replica=args.batch_per_replica)
         payload = plan_payload(result, model, workload, cluster, planned, args.runtime, _model_ref(model, args.model))
         payload["interval"] = plan_interval(result.plan, model, workload, cluster, profiles, args.runtime)
         payload["uncalibrated"], payload["robust"] = payload["interval"]["uncalibrated"], args.robust
@@ -127,7 +132,8 @@ def run(args) -> int:
                          "output_len": workload.output_len, "dtype": workload.dtype}
     if args.out:
         atomic_write_text(args.out, json.dumps(dict(payload, warnings=warns), indent=2) + "\n")
-    title = (f"{model.name} on {cluster.name}: batch {workload.batch} per replica, prompt {workload.prompt_len}, "
+    share = "per replica" if args.batch_per_replica else "split across replicas"
+    title = (f"{model.name} on {cluster.name}: batch {workload.batch} {share}, prompt {workload.prompt_len}, "
              f"output {workload.output_len}, objective {args.objective}")
     shown = warns if args.json or len(warns) <= MAX_WARNINGS_SHOWN else (
         warns[:MAX_WARNINGS_SHOWN] + [f"... {len(warns) - MAX_WARNINGS_SHOWN} more (all of them in --json)"])

@@ -33,6 +33,8 @@ def _quiet():
 
 
 def _plan(cluster, **kw):
+    """Every replica serves its own batch here (--batch-per-replica): what Exhaustive sums."""
+    kw.setdefault("batch_per_replica", True)
     r = plan(TINY, WORKLOAD, cluster, PROFILES, **kw)
     for p in [r.plan, *r.baselines.values()]:
         if p is not None:
@@ -158,3 +160,17 @@ def test_reported_gap_is_consistent():
     r = _plan(pool(*POOLS[0]))
     assert r.best_bound >= r.objective_value * (1 - 1e-9)
     assert math.isclose(r.gap, (r.best_bound - r.objective_value) / r.objective_value, abs_tol=1e-9)
+
+
+def test_shared_batch_splits_evenly_over_identical_replicas():
+    """Two 1-GPU BIG nodes share a batch of 8: each replica takes 4, the makespan is one
+    replica's time for 4 sequences, and the throughput is 8 x (512 + 128) tokens over it --
+    not twice a replica's throughput on 8 (what --batch-per-replica reports)."""
+    import dataclasses
+    c = pool(("b", 2, "BIG", 1, 25.0, 2.0))
+    r = _plan(c, batch_per_replica=False)
+    four = estimate_pipeline(TINY, dataclasses.replace(WORKLOAD, batch=4), [Stage(BIG, 1, 4, True, True)], [])
+    assert sorted(x.batch for x in r.plan.replicas) == [4, 4]
+    assert r.plan.throughput_tok_s == pytest.approx(8 * 640 / four.elapsed_s, rel=1e-9)
+    assert r.objective_value == pytest.approx(r.plan.throughput_tok_s, rel=1e-9)
+    assert r.status == "optimal"

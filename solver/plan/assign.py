@@ -8,12 +8,16 @@ the links it gets; the reported throughput is recomputed on the placement anyway
 
 from __future__ import annotations
 
+import dataclasses
+
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.errors import InfeasibleError
 from solver.plan.candidates import CostTable
 from solver.plan.result import PlacedReplica, PlacedStage, Plan
+from solver.plan.share import envelope, split_batch
 from solver.plan.shapes import ShapeValue
+from solver.plan.split import batch_elapsed
 
 
 def _slots_from_configs(table: CostTable, configs: dict) -> dict[int, list[list[int]]]:
@@ -84,12 +88,44 @@ def replica_stages(table: CostTable, stages: list[PlacedStage]) -> tuple[list[St
     return cost_stages, links
 
 
-def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "") -> PlacedReplica:
-    """Throughput of a placed replica by ``estimate_pipeline`` (links from its nodes)."""
+def evaluate_replica(table: CostTable, stages: list[PlacedStage], label: str = "",
+                     batch: int | None = None) -> PlacedReplica:
+    """Throughput of a placed replica by ``estimate_pipeline`` (links from its nodes), serving
+    the workload's batch or, given ``batch``, its share of a shared batch."""
     by_name = {g.name: g for g in table.groups}
     cost_stages, links = replica_stages(table, stages)
-    est = estimate_pipeline(table.model, table.workload, cost_stages, links, table.runtime)
+    wl = table.workload if batch is None else dataclasses.replace(table.workload, batch=batch)
+    est = estimate_pipeline(table.model, wl, cost_stages, links, table.runtime)
     usd = sum(s.tp * by_name[s.group].usd_per_gpu_hour for s in stages)
     conc = est.concurrency
     return PlacedReplica(tuple(stages), est.throughput_tok_s, usd, est.bottleneck, label,
-                         conc.seqs if conc else 0, conc.waves if conc else ())
+                         conc.seqs if conc else 0, conc.waves if conc else (), batch or 0, est.elapsed_s)
+
+
+def _kinds_and_links(table: CostTable, stages: list[PlacedStage]):
+    """(group, TP, position) per stage and (sender, receiver, same node, sender TP) per link."""
+    index = {g.name: g.index for g in table.groups}
+    m = len(stages)
+    kinds = [(index[s.group], s.tp, "only" if m == 1 else "first" if k == 0 else "last" if k == m - 1 else "mid")
+             for k, s in enumerate(stages)]
+    links = [(index[a.group], index[b.group], a.node_id == b.node_id, a.tp) for a, b in zip(stages, stages[1:])]
+    return kinds, links
+
+
+def share_batch(table: CostTable, plan: Plan | None) -> Plan | None:
+    """``plan``'s replicas sharing the workload's batch: the makespan-optimal split
+    (``share.split_batch``), each replica re-evaluated on its share; replicas left without
+    a sequence are dropped. None when the replicas cannot serve the batch."""
+    if plan is None or not plan.replicas:
+        return None
+    envs = []
+    for rep in plan.replicas:
+        kinds, links = _kinds_and_links(table, list(rep.stages))
+        envs.append(envelope(batch_elapsed(table, kinds, links, tuple(s.n_layers for s in rep.stages))))
+    found = split_batch(envs, table.workload.batch)
+    if found is None:
+        return None
+    _, shares = found
+    reps = tuple(evaluate_replica(table, list(r.stages), r.shape, b) for r, b in zip(plan.replicas, shares) if b > 0)
+    wl = table.workload
+    return Plan(reps, wl.prompt_len + wl.output_len)

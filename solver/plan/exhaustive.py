@@ -5,15 +5,18 @@ Shares nothing with the MILP's shape space: a replica is *any* sequence of stage
 many free GPUs, in any order the runtime launches (a node's stages consecutive; for vLLM
 the nodes after the first by increasing GPU count, equal counts of one group: the rule of
 ``solver.plan.launch``, re-implemented here), with *any* split of the layers (every composition whose stages fit in memory by
-``stage_mem``), valued by ``estimate_pipeline``. Plans are sets of replicas; the search is
-a memoised recursion over the free GPUs per node (nodes of a group with equal free GPUs
+``stage_mem``), valued by ``estimate_pipeline``. Plans are sets of replicas, each serving its own batch (``best``) or
+sharing one (``best_shared``: every replica its own split per share, the least makespan by
+a DP over shares); the search is a memoised recursion over the free GPUs per node (nodes of a group with equal free GPUs
 are interchangeable, which is the only symmetry it removes). Exponential: pools of about a
 dozen GPUs and models of a few layers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 from functools import lru_cache
 
 from solver.cost.pipeline import estimate_pipeline
@@ -40,6 +43,8 @@ class Exhaustive:
         self.max_replicas = max_replicas
         self.value = lru_cache(maxsize=None)(self._value)
         self.frontier = lru_cache(maxsize=None)(self._frontier)
+        self.batch_times = lru_cache(maxsize=None)(self._batch_times)
+        self.shared_frontier = lru_cache(maxsize=None)(self._shared_frontier)
 
     def _tps(self, gi: int) -> list[int]:
         g = self.groups[gi]
@@ -124,6 +129,40 @@ class Exhaustive:
                     points.add((a + tok_s, b + usd, reps + (rep,)))
         return tuple(_pareto(points))
 
+    def _batch_times(self, sig: tuple) -> tuple:
+        """Least elapsed seconds of a replica signature serving b = 0..B sequences, over every
+        split (its own split per b)."""
+        m, L, B = len(sig), self.model.num_layers, self.workload.batch
+        links = [None if same else self.cluster.link_gbps(self.groups[a[0]], self.groups[g])
+                 for a, (g, _, same) in zip(sig, sig[1:])]
+        out = [0.0] + [math.inf] * B
+        for split in _compositions(L, m):
+            stages = [Stage(self.prof[g], t, n, k == 0, k == m - 1) for k, ((g, t, _), n) in enumerate(zip(sig, split))]
+            for b in range(1, B + 1):
+                wl = dataclasses.replace(self.workload, batch=b)
+                out[b] = min(out[b], estimate_pipeline(self.model, wl, stages, links, self.runtime).elapsed_s)
+        return tuple(out)
+
+    def _shared_frontier(self, free: tuple[int, ...]) -> tuple:
+        """Makespan vectors (index b: least time for b sequences) of plans on ``free``, Pareto-min."""
+        B = self.workload.batch
+        vectors = {(0.0,) + (math.inf,) * B}
+        for sig, _, left in self._replicas(free):
+            e = self.batch_times(sig)
+            if not math.isfinite(e[1]):
+                continue
+            for f in self.shared_frontier(self._canon(left)):
+                vectors.add(_combine(f, e))
+        return tuple(_pareto_min(vectors))
+
+    def best_shared(self) -> float:
+        """Best throughput when the plan's replicas share the batch: B (prompt + output) over
+        the least makespan (0 when nothing serves it). No replica cap."""
+        start = tuple(g.gpus_per_node for g in self.groups for _ in range(g.count))
+        span = min(f[-1] for f in self.shared_frontier(self._canon(start)))
+        w = self.workload
+        return w.batch * (w.prompt_len + w.output_len) / span if math.isfinite(span) else 0.0
+
     def best(self, objective: str = "throughput", min_tok_s: float = 0.0):
         """(tokens/s, $/h, replicas) of the best plan, or None (cost: no plan reaches the floor).
         Replicas are ((node, tp) per stage, layers per stage); nodes index ``self.nodes``."""
@@ -134,6 +173,18 @@ class Exhaustive:
             return max(pts, key=lambda p: (p[0], -p[1]))
         ok = [p for p in pts if p[0] >= min_tok_s * (1 - 1e-12)]
         return min(ok, key=lambda p: (p[1], -p[0])) if ok else None
+
+
+def _combine(f: tuple, e: tuple) -> tuple:
+    """Least makespan for b sequences over a plan (``f``) plus one replica (``e``): the
+    replica takes k of them, k = 0..b."""
+    return tuple(min(max(e[k], f[b - k]) for k in range(b + 1)) for b in range(len(f)))
+
+
+def _pareto_min(vectors) -> list:
+    """Vectors not beaten everywhere by another (smaller is better)."""
+    vs = sorted(set(vectors))
+    return [v for v in vs if not any(w != v and all(a <= b for a, b in zip(w, v)) for w in vs)]
 
 
 def _pareto(points) -> list:

@@ -18,7 +18,7 @@ from solver.plan.result import PlacedStage, Plan
 from solver.plan.shapes import ShapeValue
 
 
-def _copies_that_fit(table: CostTable, sv: ShapeValue) -> int:
+def copies_that_fit(table: CostTable, sv: ShapeValue) -> int:
     """Replicas of a one-type shape its group can host (first fit of its chunks)."""
     g = sv.shape.blocks[0].group
     gpn = table.groups[g].gpus_per_node
@@ -48,7 +48,7 @@ def best_homogeneous(table: CostTable, values: list[ShapeValue], objective: str 
     for sv in values:
         if len(sv.shape.blocks) != 1 or not _packed(table, sv.shape.blocks[0]):
             continue
-        most = _copies_that_fit(table, sv)
+        most = copies_that_fit(table, sv)
         if max_replicas is not None:
             most = min(most, max_replicas)
         if most == 0:

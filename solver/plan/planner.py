@@ -18,10 +18,11 @@ from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
 from solver.plan import heuristics
-from solver.plan.assign import place
+from solver.plan.assign import evaluate_replica, place, share_batch
+from solver.plan.makespan import SharedBatchMaster
 from solver.plan.candidates import CostTable, pool_groups
 from solver.plan.milp import SOLVERS, Column, PlanMILP
-from solver.plan.result import PlanResult
+from solver.plan.result import Plan, PlanResult
 from solver.plan.shapes import ShapeValue, evaluate
 from solver.plan.space import Bounds, enumerate_shapes
 from solver.plan.validate_plan import PlanInvalid, validate
@@ -122,25 +123,42 @@ def plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[
 def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], *,
           objective: str = "throughput", min_tok_s: float = 0.0, max_replicas: int | None = None,
           time_limit_s: float = 60.0, solver: str = "cbc", runtime: str = "vllm",
-          extra_stages: int | None = -1, max_blocks: int | None = None, progress: bool = False) -> PlanResult:
+          extra_stages: int | None = -1, max_blocks: int | None = None, progress: bool = False,
+          batch_per_replica: bool = False) -> PlanResult:
+    """``batch_per_replica``: every replica serves the workload's batch (throughput sums
+    over replicas); default: the replicas share it (``solver.plan.share``)."""
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
     table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks,
                                     progress)
     columns = _columns(table, values)
-    milp = PlanMILP(columns, [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups],
-                    objective, min_tok_s, max_replicas)
     pick = heuristics.best_homogeneous(table, values, objective, min_tok_s, max_replicas)
-    start = heuristics.warm_start(milp, values, pick)
-    if start is not None:
-        milp.warm_start(*start)
-    sol = milp.solve(solver, time_limit_s, warm=start is not None)
-    if sol.status == "infeasible" or not sol.counts:
-        raise InfeasibleError(_master_reason(table, values, objective, min_tok_s, max_replicas, sol.status))
-    picks = [(values[s], n) for s, n in sorted(sol.counts.items())]
-    chosen = place(table, picks, sol.node_configs)
+    if batch_per_replica:
+        milp = PlanMILP(columns, [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups],
+                        objective, min_tok_s, max_replicas)
+        start = heuristics.warm_start(milp, values, pick)
+        if start is not None:
+            milp.warm_start(*start)
+        sol = milp.solve(solver, time_limit_s, warm=start is not None)
+    else:
+        copies = [heuristics.copies_that_fit(table, sv) if len({b.group for b in sv.shape.blocks}) == 1 else 0
+                  for sv in values]
+        master = SharedBatchMaster(table, values, columns, max_replicas, solver, time_limit_s, copies)
+        sol = master.throughput() if objective == "throughput" else master.cost(min_tok_s)
+    if sol is None or sol.status == "infeasible" or not sol.counts:
+        raise InfeasibleError(_master_reason(table, values, objective, min_tok_s, max_replicas,
+                                             sol.status if sol else "infeasible"))
     baselines = {"homogeneous": heuristics.homogeneous_plan(table, pick),
                  "greedy": heuristics.greedy_layer_filling(table, objective, min_tok_s, max_replicas)}
+    if batch_per_replica:
+        chosen = place(table, [(values[s], n) for s, n in sorted(sol.counts.items())], sol.node_configs)
+    else:
+        shared = master.replicas(sol.counts)
+        placed = place(table, [(sv, 1) for sv, _ in shared], sol.node_configs)
+        chosen = Plan(tuple(evaluate_replica(table, list(r.stages), r.shape, b)
+                            for r, (_, b) in zip(placed.replicas, shared)),
+                      workload.prompt_len + workload.output_len)
+        baselines = {name: share_batch(table, b) for name, b in baselines.items()}
     try:
         verdict = validate(chosen, model, workload, cluster, profiles, runtime, min_tok_s, max_replicas)
     except PlanInvalid as e:  # never hand out a plan the independent check refuses
@@ -158,7 +176,8 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
                      f"vs the MILP's {sol.objective:,.1f} tokens/s")
     return PlanResult(sol.status, objective, sol.objective, sol.bound, sol.gap, sol.solve_s, sol.solver,
                       chosen, baselines, len(columns), notes,
-                      heuristic_splits=sum(not v.exact_split for v in values),
+                      heuristic_splits=(sum(not v.exact_split for v in values) if batch_per_replica
+                                        else master.heuristic_splits()),
                       search_space=bounds.describe(model.num_layers, runtime), validator=verdict)
 
 

@@ -33,6 +33,8 @@ class PlacedReplica:
     shape: str = ""
     concurrency: int = 0           # sequences the serving model runs at once (0: not reported)
     waves: tuple[int, ...] = ()    # sequences per wave; the replica's batch in order
+    batch: int = 0                 # its share of a batch shared by the pool (0: the workload's batch)
+    elapsed_s: float = 0.0         # estimate_pipeline's time for its batch
 
     @property
     def gpus(self) -> int:
@@ -42,10 +44,20 @@ class PlacedReplica:
 @dataclass(frozen=True)
 class Plan:
     replicas: tuple[PlacedReplica, ...]
+    tokens_per_seq: int = 0  # prompt + output when the replicas share one batch (0: a batch each)
+
+    @property
+    def shared(self) -> bool:
+        return self.tokens_per_seq > 0
 
     @property
     def throughput_tok_s(self) -> float:
-        return sum(r.throughput_tok_s for r in self.replicas)
+        """A batch each: the sum over replicas. A shared batch: all its tokens over the
+        makespan (the slowest replica's time), docs/metrics.md."""
+        if not self.shared:
+            return sum(r.throughput_tok_s for r in self.replicas)
+        span = max((r.elapsed_s for r in self.replicas), default=0.0)
+        return sum(r.batch for r in self.replicas) * self.tokens_per_seq / span if span > 0 else 0.0
 
     @property
     def usd_per_hour(self) -> float:

@@ -115,13 +115,15 @@ class _Layout:
         return [np.arange(c, min(self.L, c * self.table.kinds[k].cap_layers) + 1)
                 for k, c in zip(self.keys, self.counts)]
 
-    def elapsed(self, totals: list[np.ndarray]) -> np.ndarray:
-        """Elapsed seconds per vector of segment totals (inf: no sequence fits)."""
+    def elapsed(self, totals: list[np.ndarray], batch: np.ndarray | int | None = None) -> np.ndarray:
+        """Elapsed seconds per vector of segment totals (inf: no sequence fits) for the
+        workload's batch, or per point for ``batch`` sequences (at most the workload's)."""
+        b = self.B if batch is None else batch
         # concurrency: the smallest stage's KV blocks (the stage with the most layers of each segment)
         blocks = np.min([kv[-(-n // c)] for kv, c, n in zip(self.kv, self.counts, totals)], axis=0)
-        conc = np.minimum(self.cmax, blocks * KV_BLOCK_TOKENS // self.per_seq)
+        conc = np.minimum(np.minimum(b, self.cmax), blocks * KV_BLOCK_TOKENS // self.per_seq)
         safe = np.maximum(conc, 1)
-        full, rest = self.B // safe, self.B % safe
+        full, rest = b // safe, b % safe
         needed = tuple(sorted(set(np.unique(safe).tolist()) | set(np.unique(rest[rest > 0]).tolist())))
         seg = [_kind_rows(self.table, k, c, self.waves, needed, self.L) for k, c in zip(self.keys, self.counts)]
         lk = _link_rows(self.table, self.links, self.waves, needed)
@@ -159,6 +161,46 @@ class _Layout:
         e = self.elapsed(totals)
         i = int(np.argmin(e))
         return (float(e[i]), [int(n[i]) for n in totals]) if np.isfinite(e[i]) else None
+
+
+def batch_elapsed(table: CostTable, stages: list, links: list, layers: tuple[int, ...]) -> np.ndarray:
+    """Elapsed seconds of the split ``layers`` serving b sequences, for b = 0..the workload's
+    batch (index b; 0 s for b = 0, inf where no sequence fits): ``estimate_pipeline``'s time
+    with the batch set to b, vectorised over b."""
+    lay = _Layout(table, stages, links)
+    seg_total = {k: 0 for k in lay.keys}
+    for k, n in zip(stages, layers):
+        seg_total[k] += n
+    b = np.arange(lay.B + 1)
+    totals = [np.full(len(b), seg_total[k]) for k in lay.keys]
+    out = lay.elapsed(totals, np.maximum(b, 1))
+    out[0] = 0.0
+    return out
+
+
+def splits_by_batch(table: CostTable, stages: list, links: list, full_batch_layers: tuple[int, ...]):
+    """(E[b], layers[b], exact) for b = 0..the workload's batch: the least elapsed time of the
+    layout serving b sequences and the split that gives it -- every split evaluated at every
+    b while the grid times the batch stays within ``MAX_GRID_POINTS``; else the full batch's
+    best split ``full_batch_layers`` for every b (exact False)."""
+    lay = _Layout(table, stages, links)
+    ranges = lay.ranges()
+    size = int(np.prod([len(r) for r in ranges[:-1]]))
+    if size * lay.B > MAX_GRID_POINTS:
+        e = batch_elapsed(table, stages, links, full_batch_layers)
+        return e, [full_batch_layers] * (lay.B + 1), False
+    grids = [gr.ravel() for gr in np.meshgrid(*ranges[:-1], indexing="ij")] if len(ranges) > 1 else []
+    rest = lay.L - (sum(grids) if grids else np.zeros(1, dtype=int))
+    ok = (rest >= ranges[-1][0]) & (rest <= ranges[-1][-1])
+    totals = [gr[ok] for gr in grids] + [rest[ok]]
+    best_e, best_layers = np.zeros(lay.B + 1), [full_batch_layers]
+    for b in range(1, lay.B + 1):
+        e = lay.elapsed(totals, b)
+        i = int(np.argmin(e))
+        best_e[b] = e[i]
+        best_layers.append(spread_layers(stages, lay.keys, lay.counts, {k: int(n[i]) for k, n in zip(lay.keys, totals)})
+                           if np.isfinite(e[i]) else full_batch_layers)
+    return best_e, best_layers, True
 
 
 def best_split(table: CostTable, stages: list, links: list) -> tuple[tuple[int, ...], float, bool] | None:

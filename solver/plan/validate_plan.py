@@ -16,6 +16,7 @@ groups).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -125,9 +126,10 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
     groups = {g.name: g for g in cluster.node_groups}
     prof = {g.name: (profile_for(g.gpu, profiles) if any(p.matches(g.gpu) for p in profiles) else None)
             for g in cluster.node_groups}
-    problems: list[str] = []
+    problems: list[str] = _share_problems(plan, workload)
     used: Counter = Counter()
     for r, rep in enumerate(plan.replicas):
+        wl = dataclasses.replace(workload, batch=rep.batch) if plan.shared and rep.batch >= 1 else workload
         stages = list(rep.stages)
         if not stages:
             problems.append(f"replica {r}: no stages")
@@ -140,10 +142,13 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
             continue
         m = len(stages)
         cost = [Stage(prof[s.group], s.tp, s.n_layers, k == 0, k == m - 1) for k, s in enumerate(stages)]
-        problems += _memory_problems(r, rep, cost, model, workload)
+        problems += _memory_problems(r, rep, cost, model, wl)
         links = [None if a.node_id == b.node_id else cluster.link_gbps(groups[a.group], groups[b.group])
                  for a, b in zip(stages, stages[1:])]
-        est = estimate_pipeline(model, workload, cost, links, runtime)
+        est = estimate_pipeline(model, wl, cost, links, runtime)
+        if plan.shared and abs(est.elapsed_s - rep.elapsed_s) > REL_TOL * est.elapsed_s:
+            problems.append(f"replica {r}: reports {rep.elapsed_s:.6g} s for its {rep.batch} sequences, "
+                            f"recomputed {est.elapsed_s:.6g}")
         if (rep.concurrency, tuple(rep.waves)) != (est.concurrency.seqs, est.concurrency.waves):
             problems.append(f"replica {r}: reports concurrency {rep.concurrency} in waves {list(rep.waves)}, "
                             f"the serving model runs {est.concurrency.seqs} in {list(est.concurrency.waves)}")
@@ -160,10 +165,31 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
     return problems
 
 
+def _share_problems(plan, workload: Workload) -> list[str]:
+    """A shared batch: every replica serves at least one sequence, all of them B in total."""
+    if not plan.shared:
+        return []
+    out = [f"replica {r}: serves {rep.batch} sequences of the shared batch" for r, rep in enumerate(plan.replicas)
+           if rep.batch < 1]
+    total = sum(rep.batch for rep in plan.replicas)
+    if total != workload.batch:
+        out.append(f"replicas serve {total} sequences in all, the batch is {workload.batch}")
+    if plan.tokens_per_seq != workload.prompt_len + workload.output_len:
+        out.append(f"plan counts {plan.tokens_per_seq} tokens per sequence, the workload "
+                   f"{workload.prompt_len + workload.output_len}")
+    return out
+
+
 def objective_problems(plan, min_tok_s: float = 0.0, max_replicas: int | None = None) -> list[str]:
-    """The user's limits: total tokens/s >= --min-throughput, replicas <= --max-replicas."""
+    """The user's limits: total tokens/s >= --min-throughput, replicas <= --max-replicas.
+    Total: a batch each, the sum over replicas; a shared batch, its tokens over the slowest
+    replica's time (recomputed here from the replicas' shares and times)."""
     out = []
-    total = sum(r.throughput_tok_s for r in plan.replicas)
+    if plan.shared:
+        span = max((r.elapsed_s for r in plan.replicas), default=0.0)
+        total = sum(r.batch for r in plan.replicas) * plan.tokens_per_seq / span if span > 0 else 0.0
+    else:
+        total = sum(r.throughput_tok_s for r in plan.replicas)
     if total < min_tok_s * (1 - REL_TOL):
         out.append(f"plan gives {total:,.1f} tokens/s, below --min-throughput {min_tok_s:,.1f}")
     if max_replicas is not None and len(plan.replicas) > max_replicas:

@@ -9,15 +9,27 @@ pessimistic corner: it ranks layouts by the low end.
 
 from __future__ import annotations
 
+import dataclasses
+
 from solver.cost import intervals
 from solver.inputs.profile import profile_for
 from solver.report.plan_report import _replica_rows
 
 
+def _total(plan, model, workload, cluster, profs, runtime: str) -> float:
+    """The plan's throughput with ``profs``: summed over replicas, or for a shared batch all
+    its tokens over the slowest replica's time (each replica on its share)."""
+    ests = [_replica_rows(rep, model, dataclasses.replace(workload, batch=rep.batch) if rep.batch else workload,
+                          cluster, profs, runtime)[1] for rep in plan.replicas]
+    if not plan.shared:
+        return sum(e.throughput_tok_s for e in ests)
+    span = max(e.elapsed_s for e in ests)
+    return sum(r.batch for r in plan.replicas) * plan.tokens_per_seq / span if span > 0 else 0.0
+
+
 def plan_interval(plan, model, workload, cluster, profiles, runtime: str) -> dict:
     sides = {"expected": profiles, **{s: [intervals.corner(p, s) for p in profiles] for s in intervals.SIDES}}
-    tot = {s: sum(_replica_rows(rep, model, workload, cluster, profs, runtime)[1].throughput_tok_s
-                  for rep in plan.replicas) for s, profs in sides.items()}
+    tot = {s: _total(plan, model, workload, cluster, profs, runtime) for s, profs in sides.items()}
     used = {profile_for(g.gpu, profiles).path: profile_for(g.gpu, profiles) for g in cluster.node_groups}
     spread = max((intervals.fit_spread(p) for p in used.values()), default=0.0)
     exp = tot["expected"]

@@ -10,6 +10,8 @@ sequences run at once and in which waves.
 
 from __future__ import annotations
 
+import dataclasses
+
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.inputs.profile import profile_for
@@ -48,14 +50,16 @@ def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[lis
 def plan_payload(result, model, workload, cluster, profiles, runtime: str, model_ref: str) -> dict:
     replicas = []
     for rep, (devices, port) in zip(result.plan.replicas, device_assignment(result.plan.replicas)):
-        rows, est = _replica_rows(rep, model, workload, cluster, profiles, runtime)
+        wl = dataclasses.replace(workload, batch=rep.batch) if rep.batch else workload
+        rows, est = _replica_rows(rep, model, wl, cluster, profiles, runtime)
         conc = est.concurrency
-        replicas.append({"shape": rep.shape, "throughput_tok_s": rep.throughput_tok_s,
+        replicas.append({"shape": rep.shape, "batch": wl.batch, "elapsed_s": est.elapsed_s,
+                         "throughput_tok_s": rep.throughput_tok_s,
                          "usd_per_hour": rep.usd_per_hour, "bottleneck": rep.bottleneck,
                          "concurrency": conc.seqs, "concurrency_limited_by": conc.limited_by,
                          "waves": list(conc.waves), "kv_capacity_tokens": conc.kv_capacity_tokens,
                          "micro_batch": est.micro_batch, "decode_round_ms": est.decode_round_s * 1e3,
-                         "stages": rows, "vllm": vllm_launch(rep, model_ref, model.num_layers, workload,
+                         "stages": rows, "vllm": vllm_launch(rep, model_ref, model.num_layers, wl,
                                                              est.serving, devices, port)})
     total = result.plan.throughput_tok_s
     baselines = {}
@@ -78,6 +82,7 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
             "solver": result.solver, "columns": result.columns,
             "throughput_tok_s": total, "usd_per_hour": usd, "tokens_per_usd": tokens_per_usd(total, usd),
             "gpus_used": result.plan.gpus, "validator": result.validator,
+            "batch_mode": "shared" if result.plan.shared else "per_replica",
             "gpus_in_pool": cluster.num_gpus, "replicas": replicas, "baselines": baselines,
             "profiles_used": {g.gpu: profile_for(g.gpu, profiles).path for g in cluster.node_groups},
             "notes": list(result.notes)}
@@ -136,11 +141,12 @@ def plan_human(payload: dict, title: str) -> str:
                          s["decode_step_ms"],
                          f"{s['decode_busy_share'] * 100:.0f}%"])
     out = [head, "", render(headers, rows, "stages (memory per GPU; times per micro-batch)"), ""]
-    rep_rows = [[str(r), rep["shape"], rep["throughput_tok_s"], rep["usd_per_hour"], rep["bottleneck"],
-                 f"{rep['concurrency']} ({rep['concurrency_limited_by']})", _fmt_waves(rep["waves"])]
+    rep_rows = [[str(r), rep["shape"], rep["batch"], rep["elapsed_s"], rep["throughput_tok_s"], rep["usd_per_hour"],
+                 rep["bottleneck"], f"{rep['concurrency']} ({rep['concurrency_limited_by']})", _fmt_waves(rep["waves"])]
                 for r, rep in enumerate(p["replicas"])]
-    out.append(render(["replica", "shape", "tokens_per_s", "usd_per_h", "bottleneck", "concurrency", "waves"],
-                      rep_rows, "replicas (sequences at once per replica, and the waves of its batch)"))
+    out.append(render(["replica", "shape", "batch", "elapsed_s", "tokens_per_s", "usd_per_h", "bottleneck",
+                       "concurrency", "waves"], rep_rows,
+                      "replicas (their batch, sequences at once, and the waves of their batch)"))
     base_rows = [[name, b["throughput_tok_s"], b["usd_per_hour"], b["replicas"], b["gpus"],
                   _fmt_x(b["plan_over_baseline"]), _fmt_x(b["plan_over_baseline_per_usd"])]
                  for name, b in p["baselines"].items() if b]
