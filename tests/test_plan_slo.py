@@ -34,11 +34,13 @@ def _packs(chunks: list[int], nodes: int, gpn: int) -> bool:
 
 
 def brute_force_cost(cluster, rate):
-    """Every vector of replica counts the groups' GPUs allow (depth first); a vector counts
+    """Every vector of replica counts of every distinct layout the groups' GPUs allow (depth
+    first, no per-signature pruning); a vector counts
     when its chunks pack onto the nodes and its SLO rates sum to >= rate. Cheapest $/h."""
     with memoized_stage_times():
         table = CostTable(TINY, WORKLOAD, pool_groups(cluster, [FAST, SLOW]), cluster, "vllm")
-        values = shape_values(table, Bounds.default(TINY.num_layers, cluster.num_gpus, None, -1))
+        values = shape_values(table, Bounds.default(TINY.num_layers, cluster.num_gpus, None, -1),
+                              per_signature=False)  # every distinct layout: nothing pruned
         cols = _columns(table, values, column_rates(table, values, Traffic(512, 128, rate_per_s=rate), SLO_T))
     cols = [c for c in cols if c.value_tok_s > 0]
     best = []
@@ -138,3 +140,17 @@ def test_slo_cli_json(tmp_path, capsys):
     assert rep["vllm"]["ok"] and "--max-num-batched-tokens" in rep["vllm"]["command"]
     assert sum(out["router"]["weights"]) == pytest.approx(1.0)
     assert rep["tpot_ms"]["p90"] <= 40
+
+
+def test_best_per_signature_keeps_the_highest_slo_rate():
+    """Two layouts on the same 8 GPUs of group 0 (rates 0.9 and 1.5) and one on 4 GPUs:
+    the 8-GPU signature keeps the 1.5 layout, the 4-GPU one stays."""
+    from types import SimpleNamespace as NS
+    from solver.plan.slo import best_per_signature
+
+    def v(chunks):
+        return NS(shape=NS(chunks=lambda c=chunks: list(c)))
+    values = [v([(0, 8)]), v([(0, 8)]), v([(0, 4)])]
+    rates = [NS(rate_per_s=0.9), NS(rate_per_s=1.5), NS(rate_per_s=0.8)]
+    kept, kept_rates = best_per_signature(values, rates)
+    assert [r.rate_per_s for r in kept_rates] == [1.5, 0.8] and kept == [values[1], values[2]]

@@ -66,10 +66,12 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
             f"for it -- shorten --prompt-len/--output-len or add GPUs")
 
 
-def shape_values(table: CostTable, bounds: Bounds, progress: bool = False) -> list[ShapeValue]:
+def shape_values(table: CostTable, bounds: Bounds, progress: bool = False,
+                 per_signature: bool = True) -> list[ShapeValue]:
     """Evaluated shapes, one per resource signature (the best one), best first. Shapes that
     differ only in where their inter-node links fall share one evaluation. ``progress``: a
-    bar on stderr once the work has taken 2 s."""
+    bar on stderr once the work has taken 2 s. ``per_signature=False`` keeps every distinct
+    layout (the SLO mode ranks layouts of the same GPUs by their SLO rate, not tokens/s)."""
     best: dict[tuple, ShapeValue] = {}
     done: dict[tuple, ShapeValue | None] = {}
     shapes = enumerate_shapes(table, bounds, table.runtime)
@@ -85,7 +87,7 @@ def shape_values(table: CostTable, bounds: Bounds, progress: bool = False) -> li
             continue
         if sv.shape != shape:
             sv = dataclasses.replace(sv, shape=shape)
-        key = tuple(sorted(shape.chunks()))
+        key = tuple(sorted(shape.chunks())) if per_signature else shape.value_key()
         if key not in best or sv.throughput_tok_s > best[key].throughput_tok_s:
             best[key] = sv
     return sorted(best.values(), key=lambda v: -v.throughput_tok_s)
@@ -100,14 +102,14 @@ def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
 
 def layouts(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list[Profile], runtime: str,
             extra_stages: int | None, max_blocks: int | None,
-            progress: bool = False) -> tuple[CostTable, Bounds, list[ShapeValue]]:
+            progress: bool = False, per_signature: bool = True) -> tuple[CostTable, Bounds, list[ShapeValue]]:
     """The cost table, the search bounds and the evaluated replica layouts (best first) --
     the columns of every planning mode (throughput, cost, SLO); InfeasibleError when none
     holds the model."""
     check_pool_size(cluster)
     table = CostTable(model, workload, pool_groups(cluster, profiles), cluster, runtime)
     bounds = Bounds.default(model.num_layers, cluster.num_gpus, max_blocks, extra_stages)
-    values = shape_values(table, bounds, progress)
+    values = shape_values(table, bounds, progress, per_signature)
     if not values:
         raise InfeasibleError(_no_shape_reason(model, workload, table))
     return table, bounds, values

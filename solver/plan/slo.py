@@ -89,6 +89,18 @@ def column_rates(table: CostTable, values: list[ShapeValue], traffic: Traffic, s
                                simulate_check=simulate_check) for v in values]
 
 
+def best_per_signature(values: list[ShapeValue], rates: list[RateAtSLO]) -> tuple[list, list]:
+    """One layout per resource signature (the same node chunks, hence the same $/h): the one
+    with the highest SLO rate (e.g. TP8 beats TP4 x PP2 on TPOT where tokens/s says otherwise)."""
+    best: dict[tuple, int] = {}
+    for i, v in enumerate(values):
+        key = tuple(sorted(v.shape.chunks()))
+        if key not in best or rates[i].rate_per_s > rates[best[key]].rate_per_s:
+            best[key] = i
+    keep = sorted(best.values())
+    return [values[i] for i in keep], [rates[i] for i in keep]
+
+
 def _columns(table: CostTable, values: list[ShapeValue], rates: list[RateAtSLO]) -> list[Column]:
     gpn = [g.gpus_per_node for g in table.groups]
     return [Column(r.rate_per_s, sum(b.tp * b.stages * table.groups[b.group].usd_per_gpu_hour for b in v.shape.blocks),
@@ -121,8 +133,9 @@ def plan_slo(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: l
         raise ValueError(f"objective in {SLO_OBJECTIVES}")
     traffic = traffic or Traffic(workload.prompt_len, workload.output_len, rate_per_s=rate_per_s)
     with memoized_stage_times():
-        table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks)
-        rates = column_rates(table, values, traffic, slo)
+        table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks,
+                                        per_signature=False)
+        values, rates = best_per_signature(values, column_rates(table, values, traffic, slo))
         nodes, gpn = [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups]
         verified: set[int] = set()
         for _ in range(MAX_VERIFY_ROUNDS):
