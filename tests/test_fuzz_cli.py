@@ -248,3 +248,23 @@ def test_nccl_log_text(tmp_path_factory, capsys, data):
     out = d / "p.json"
     check(calibrate_main, ["import-nccl-tests", str(d / "all_reduce_perf.log"), "--out", str(out),
                            "--gpu", "A100-80GB"], capsys, (out,))
+
+
+@budget(20)
+@given(data=st.data())
+def test_memory_raw_csv(tmp_path_factory, capsys, data):
+    """calibrate fit-memory on the shipped H100 native rows with cells, columns or rows broken."""
+    d = tmp_path_factory.mktemp("memfit")
+    src = ROOT / "profiles" / "raw" / "h100_native.csv"
+    (d / "r.csv").write_text(_mutate_cells(_csv_rows(src.read_text()), data))
+    out = d / "p.json"
+    check(calibrate_main, ["fit-memory", str(d / "r.csv"), "--out", str(out), "--gpu", "H100"], capsys, (out,))
+
+
+@budget(20)
+@given(argv=flags(["--gpu", "--holdout", "--min-layers", "--compute-min-layers", "--mlp", "--memory-runtime"]))
+def test_fit_memory_flags(tmp_path_factory, capsys, argv):
+    d = tmp_path_factory.mktemp("memflags")
+    out = d / "p.json"
+    check(calibrate_main, ["fit-memory", str(ROOT / "profiles" / "raw" / "h100_native.csv"), "--out", str(out),
+                           "--gpu", "H100", *argv], capsys, (out,))

@@ -67,8 +67,8 @@ def read_raw(path: str | Path) -> list[dict]:
             v = (r.get(c) or "").strip()
             try:
                 row[c] = None if v == "" else (int(float(v)) if c in _INT_COLS else float(v))
-            except ValueError:
-                raise InputError(str(p), f"line {i}: {c}", f"not a number: {v!r}") from None
+            except (ValueError, OverflowError):  # int(float("1e309")) overflows
+                raise InputError(str(p), f"line {i}: {c}", f"not a finite number: {v!r}") from None
             if row[c] is not None and not math.isfinite(row[c]):
                 raise InputError(str(p), f"line {i}: {c}", f"must be a finite number, got {v!r}")
         rows.append(row)

@@ -54,23 +54,29 @@ def predict_record(act: dict, r: dict) -> float:
     return mem_fit.predict_activation(act["coef"], r)
 
 
+def _g(v) -> str:
+    """A number as %.4g; anything else (the loader defaults a null coefficient) as text."""
+    return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
 def memory_report(prof: dict, raw_paths=None) -> str:
     """Text table: activation model, overheads, prefill curve; per-point rows when raw given."""
     mem, comp = prof.get("memory", {}), prof.get("compute", {})
     lines = ["memory / compute fits", "-" * 60]
     act = mem.get("activation_peak")
     if act:
-        coef = ("  ".join(f"{k}={v:.4g}" for k, v in act["coef"].items()) if "coef" in act else
-                " | ".join(f"{n}: " + " ".join(f"{k}={v:.4g}" for k, v in c.items() if v)
+        coef = ("  ".join(f"{k}={_g(v)}" for k, v in act["coef"].items()) if "coef" in act else
+                " | ".join(f"{n}: " + " ".join(f"{k}={_g(v)}" for k, v in c.items() if v)
                            for n, c in act["phases"].items()))
-        rng = ", ".join(f"{k} {v[0]:g}-{v[1]:g}" for k, v in (act.get("range") or {}).items())
+        rng = ", ".join(f"{k} {_g(v[0])}-{_g(v[1])}" if isinstance(v, list) and len(v) == 2 else f"{k} {v}"
+                        for k, v in (act.get("range") or {}).items())
         lines += [f"activation_peak  {act['model']}  runtime {act.get('runtime', '?')}  [{act['source']}]",
                   f"  {coef}", f"  range: {rng}", f"  {_err(act.get('fit_error'))}"]
     else:
         lines.append("activation_peak  (none: solver uses its analytic default)")
     for k in ("runtime_overhead_gib", "fragmentation_frac"):
         if k in mem:
-            lines.append(f"{k:<22} {mem[k]['value']:<10.4g} [{mem[k]['source']}]")
+            lines.append(f"{k:<22} {_g(mem[k]['value']):<10} [{mem[k]['source']}]")
     for k in ("prefill_efficiency", "decode_efficiency"):
         c = comp.get(k)
         if not c:
