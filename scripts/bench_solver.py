@@ -1,10 +1,14 @@
 """Benchmark of ``solver plan`` on generated pools (a table, not a timed test).
 
 Rows: 44 GPUs / 4 types / 11 nodes, 128 GPUs / 5 types, 512 GPUs / 6 types, each with
-llama3-70b and llama3.1-405b at batch 32, prompt 2048, output 512; then a random suite of
-small pools (<= 12 GPUs) checked against exhaustive search. Profiles: the shipped
-profiles/*.json plus `calibrate init` (published + defaults) ones written to a temp folder
-for types the repo has none of. ``--quick``: the 44-GPU pool and 10 small pools.
+llama3-70b and llama3.1-405b at batch 32 per replica, prompt 2048, output 512; then a
+KV-bound workload (one batch of 512 x 8,192 tokens shared by the pool) on the first two
+pools; then random suites of tiny pools checked against brute force, per-replica and shared
+batches. Every plan is launchable (one TP per replica, vLLM's rank order) and passed the
+independent validator; ratios are per second and per dollar, with the baseline's GPU count
+(the homogeneous baseline uses fewer GPUs). Profiles: the shipped profiles/*.json plus
+`calibrate init` (published + defaults) ones for types the repo has none of. ``--quick``:
+the 44-GPU pool and 20 tiny pools per suite.
 
     .venv/bin/python scripts/bench_solver.py [--quick] [--solver cbc|highs] [--time-limit 60]
 """
@@ -64,74 +68,99 @@ def profiles(tmp: Path):
     return have
 
 
-def big_rows(profs, names, solver, time_limit):
+def _x(a: float, b) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def _per_usd(p) -> float | None:
+    return p.throughput_tok_s * 3600 / p.usd_per_hour if p is not None and p.usd_per_hour > 0 else None
+
+
+def _row(pool_name, model_name, r, wall):
+    hom, gr = r.baselines["homogeneous"], r.baselines["greedy"]
+    mine, mine_usd = r.plan.throughput_tok_s, _per_usd(r.plan)
+    base = []
+    for b in (hom, gr):
+        base.append("n/a" if b is None else f"{_x(mine, b.throughput_tok_s)} / {_x(mine_usd or 0, _per_usd(b))}"
+                    f" ({b.gpus} GPUs)")
+    launchable = all(len({s.tp for s in rep.stages}) == 1 for rep in r.plan.replicas)
+    return [pool_name, model_name, r.status, f"{(r.gap or 0) * 100:.3f}%", f"{wall:.1f}", f"{r.solve_s:.2f}",
+            f"{r.columns} ({r.heuristic_splits})", mine, f"{r.plan.gpus} / {len(r.plan.replicas)}",
+            max(len(rep.waves) for rep in r.plan.replicas),
+            "yes" if launchable and r.validator == "ok" else "NO", base[0], base[1]]
+
+
+HEADERS = ["pool", "model", "status", "gap", "total_s", "milp_s", "layouts (heuristic splits)", "tokens_per_s",
+           "GPUs / replicas", "max waves", "launchable", "vs homogeneous per s / per $", "vs greedy per s / per $"]
+
+
+def big_rows(profs, names, solver, time_limit, workload, per_replica, models=MODELS, title=""):
     rows = []
-    # fp16, not bf16: the pools include V100s, which have no bf16 tensor cores (design.md section 3)
-    wl = Workload(batch=32, prompt_len=2048, output_len=512, dtype="fp16")
     for pool_name in names:
         c = cluster(POOLS[pool_name])
-        for model_name in MODELS:
+        for model_name in models:
             model = load_model(model_name)
             t0 = time.perf_counter()
             try:
-                r = plan(model, wl, c, profs, time_limit_s=time_limit, solver=solver)
+                r = plan(model, workload, c, profs, time_limit_s=time_limit, solver=solver,
+                         batch_per_replica=per_replica)
             except InfeasibleError as e:
-                rows.append([pool_name, model_name, "infeasible", str(e)[:40], "", "", "", "", ""])
+                rows.append([pool_name, model_name, "infeasible", str(e)[:40]] + [""] * (len(HEADERS) - 4))
                 continue
-            wall = time.perf_counter() - t0
-            hom, gr = r.baselines["homogeneous"], r.baselines["greedy"]
-            ratio = lambda b: f"{r.plan.throughput_tok_s / b.throughput_tok_s:.2f}x" if b else "n/a"  # noqa: E731
-            rows.append([pool_name, model_name, r.status, f"{r.gap * 100:.3f}%", f"{wall:.1f}", f"{r.solve_s:.2f}",
-                         r.columns, r.heuristic_splits, r.plan.throughput_tok_s, f"{ratio(hom)} / {ratio(gr)}"])
-    return render(["pool", "model", "status", "gap", "total_s", "milp_s", "shapes", "heuristic_splits", "tokens_per_s",
-                   "vs homogeneous / greedy"], rows, "generated pools (batch 32, prompt 2048, output 512)")
+            rows.append(_row(pool_name, model_name, r, time.perf_counter() - t0))
+    return render(HEADERS, rows, title)
 
 
-def small_suite(n: int, seed: int = 7):
-    """Random pools of <= 12 GPUs of synthetic GPU variants, a 4-layer model: MILP vs brute force."""
-    from plan_helpers import TINY, WORKLOAD, pool, syn_profile
-    types = [syn_profile("BIG", 80, 1000), syn_profile("MID", 3.0, 800, 600),
-             syn_profile("SMALL", 2.2, 500, 400), syn_profile("TINYG", 1.8, 300, 300)]
+def small_suite(n: int, shared: bool, seed: int = 7):
+    """Random tiny pools x workloads (tests/test_plan_bruteforce.py's generator): planner vs
+    brute force (solver.plan.exhaustive), per-replica batches or a shared batch."""
+    import dataclasses
+    from test_plan_bruteforce import TINY, TYPES, _case
     rng, equal, rows = random.Random(seed), 0, []
     for i in range(n):
-        groups, total = [], 0
-        for j in range(rng.randint(1, 3)):
-            p, k = rng.choice(types), rng.choice([1, 2, 4])
-            c = min(rng.randint(1, 3), (12 - total) // k)
-            if c < 1:
-                break
-            total += c * k
-            groups.append((f"g{j}", c, p.gpu_name, k, rng.choice([0.01, 1.0, 25.0]), rng.choice([0.5, 1.0, 2.0])))
-        c = pool(*groups)
+        c, wl = _case(rng)
+        if shared:
+            wl = dataclasses.replace(wl, batch=rng.choice([1, 2, 3, 5, 8, 12]))
         try:
-            mine = plan(TINY, WORKLOAD, c, types).plan.throughput_tok_s
+            mine = plan(TINY, wl, c, TYPES, solver="highs", batch_per_replica=not shared).plan.throughput_tok_s
         except InfeasibleError:
             mine = 0.0
-        ref = Exhaustive(TINY, WORKLOAD, c, types).best()[0]
+        ex = Exhaustive(TINY, wl, c, TYPES)
+        ref = ex.best_shared() if shared else ex.best()[0]
         ok = abs(mine - ref) <= 1e-9 * max(ref, 1.0)
         equal += ok
         if not ok:
-            rows.append([i, total, mine, ref])
-    out = f"random suite: {equal}/{n} pools of <= 12 GPUs equal to exhaustive search"
+            rows.append([i, c.num_gpus, mine, ref])
+    mode = "a shared batch" if shared else "a batch per replica"
+    out = f"random suite ({mode}): {equal}/{n} pools of <= 6 GPUs equal to brute force"
     if rows:
-        out += "\n" + render(["pool", "gpus", "milp_tok_s", "exhaustive_tok_s"], rows)
+        out += "\n" + render(["pool", "gpus", "planner_tok_s", "brute_force_tok_s"], rows)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="the 44-GPU pool and 10 small pools only")
+    ap.add_argument("--quick", action="store_true", help="the 44-GPU pool and 20 small pools only")
     ap.add_argument("--solver", choices=("cbc", "highs"), default="cbc")
     ap.add_argument("--time-limit", type=float, default=60.0, help="MILP time limit, s (default 60)")
-    ap.add_argument("--suite", type=int, default=None, help="small pools in the random suite (default 50)")
+    ap.add_argument("--suite", type=int, default=None, help="small pools per random suite (default 100)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
+    names = list(POOLS)[:1] if args.quick else list(POOLS)
     with tempfile.TemporaryDirectory() as tmp:
         profs = profiles(Path(tmp))
-        names = list(POOLS)[:1] if args.quick else list(POOLS)
-        print(big_rows(profs, names, args.solver, args.time_limit))
+        # fp16, not bf16: the pools include V100s, which have no bf16 tensor cores (design.md section 3)
+        per = Workload(batch=32, prompt_len=2048, output_len=512, dtype="fp16")
+        print(big_rows(profs, names, args.solver, args.time_limit, per, True,
+                       title="batch 32 per replica (--batch-per-replica), prompt 2048, output 512"))
+        print()
+        kv = Workload(batch=512, prompt_len=4096, output_len=4096, dtype="fp16")
+        print(big_rows(profs, names[:2], args.solver, args.time_limit, kv, False, models=("llama3-70b",),
+                       title="KV-bound: one batch of 512 shared by the pool, prompt 4096, output 4096"))
     print()
-    print(small_suite(args.suite or (10 if args.quick else 50)))
+    n = args.suite or (20 if args.quick else 100)
+    print(small_suite(n, shared=False))
+    print(small_suite(n, shared=True))
     return 0
 
 

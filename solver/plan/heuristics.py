@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from solver.plan.assign import evaluate_replica, place
@@ -90,8 +91,27 @@ def _one_greedy_replica(table: CostTable, free: dict[int, list[int]]) -> list[Pl
     for t in degrees:
         stages = _greedy_fill(table, free, t)
         if stages is not None:
-            return stages
+            return _rank_order(stages)
     return None
+
+
+def _rank_order(stages: list[PlacedStage]) -> list[PlacedStage]:
+    """The same stages with their nodes in the order vLLM ranks them (solver/plan/launch.py):
+    the first node leads, the others by increasing GPU count; layers re-numbered in that
+    order, each stage keeping its count. (The validator refuses the replica if a stage no
+    longer fits at its new position.)"""
+    runs: list[list[PlacedStage]] = []
+    for s in stages:
+        if runs and runs[-1][0].node_id == s.node_id:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    ordered = runs[:1] + sorted(runs[1:], key=lambda r: (sum(s.tp for s in r), r[0].group))
+    out, first = [], 0
+    for s in (s for run in ordered for s in run):
+        out.append(dataclasses.replace(s, first_layer=first))
+        first += s.n_layers
+    return out
 
 
 def _greedy_fill(table: CostTable, free: dict[int, list[int]], t: int) -> list[PlacedStage] | None:

@@ -73,26 +73,23 @@ def _segment(table: CostTable, kind, count: int, batch: int, L: int):
 
 
 def _kind_rows(table: CostTable, kind, count: int, waves: _Waves, needed: tuple, L: int) -> np.ndarray:
-    """[quantity, n, total]: the segment's max and sum prefill time (at ps(n) prompts), max
-    and sum decode time (at mb(n) sequences), filled for the wave sizes ``needed``."""
-    key = ("rows", kind, count, waves.key, needed)
-    if key not in table.memo:
-        out = np.zeros((4, len(waves.mp), L + 1))
-        for n in needed:
-            out[0:2, n] = _segment(table, kind, count, int(waves.ps[n]), L)[:2]
-            out[2:4, n] = _segment(table, kind, count, int(waves.mb[n]), L)[2:]
-        table.memo[key] = out
-    return table.memo[key]
+    """[quantity, i, total] for the i-th wave size of ``needed``: the segment's max and sum
+    prefill time (at ps(n) prompts), max and sum decode time (at mb(n) sequences)."""
+    out = np.zeros((4, len(needed), L + 1))
+    for i, n in enumerate(needed):
+        out[0:2, i] = _segment(table, kind, count, int(waves.ps[n]), L)[:2]
+        out[2:4, i] = _segment(table, kind, count, int(waves.mb[n]), L)[2:]
+    return out
 
 
-def _link_rows(table: CostTable, links, waves: _Waves, needed):
-    """Per wave size in ``needed``: sum and max over the layout's links of prefill-step and
-    decode-step transfer times (0 without links)."""
-    out = np.zeros((4, len(waves.mp)))
-    for n in needed:
+def _link_rows(table: CostTable, links, waves: _Waves, needed: tuple) -> np.ndarray:
+    """[quantity, i] for the i-th wave size of ``needed``: sum and max over the layout's
+    links of prefill-step and decode-step transfer times (0 without links)."""
+    out = np.zeros((4, len(needed)))
+    for i, n in enumerate(needed):
         lt = [table.link_times(a, b, same, int(waves.ps[n]), t)[0] for a, b, same, t in links]
         dt = [table.link_times(a, b, same, int(waves.mb[n]), t)[1] for a, b, same, t in links]
-        out[:, n] = (sum(lt), max(lt, default=0.0), sum(dt), max(dt, default=0.0))
+        out[:, i] = (sum(lt), max(lt, default=0.0), sum(dt), max(dt, default=0.0))
     return out
 
 
@@ -125,21 +122,24 @@ class _Layout:
         safe = np.maximum(conc, 1)
         full, rest = b // safe, b % safe
         needed = tuple(sorted(set(np.unique(safe).tolist()) | set(np.unique(rest[rest > 0]).tolist())))
+        row = np.zeros(len(self.waves.mp), dtype=np.int64)
+        row[list(needed)] = np.arange(len(needed))
         seg = [_kind_rows(self.table, k, c, self.waves, needed, self.L) for k, c in zip(self.keys, self.counts)]
         lk = _link_rows(self.table, self.links, self.waves, needed)
         pre_o, dec_o, w = self.cfg.prefill_overhead_s, self.cfg.decode_step_overhead_s, self.waves
 
         def wave_s(n: np.ndarray) -> np.ndarray:
             if n.min() == n.max():  # one wave size everywhere (the common case): a cheaper gather
-                n0 = int(n[0])
-                got = [s[:, n0].take(x, axis=1) for s, x in zip(seg, totals)]
-                n = np.int64(n0)
+                i0 = int(row[int(n.flat[0])])
+                got = [s[:, i0].take(x, axis=1) for s, x in zip(seg, totals)]
+                n, i = np.int64(int(n.flat[0])), np.int64(i0)
             else:
-                got = [s[:, n, x] for s, x in zip(seg, totals)]  # per segment: (4, points)
-            pmax = np.maximum(np.max([g[0] for g in got], axis=0), np.maximum(lk[1][n], pre_o))
-            psum = sum(g[1] for g in got) + lk[0][n] + pre_o
-            dmax = np.maximum(np.max([g[2] for g in got], axis=0), np.maximum(lk[3][n], dec_o))
-            dsum = sum(g[3] for g in got) + lk[2][n] + dec_o
+                i = row[n]
+                got = [s[:, i, x] for s, x in zip(seg, totals)]  # per segment: (4, points)
+            pmax = np.maximum(np.max([g[0] for g in got], axis=0), np.maximum(lk[1][i], pre_o))
+            psum = sum(g[1] for g in got) + lk[0][i] + pre_o
+            dmax = np.maximum(np.max([g[2] for g in got], axis=0), np.maximum(lk[3][i], dec_o))
+            dsum = sum(g[3] for g in got) + lk[2][i] + dec_o
             out = psum + (w.steps[n] - 1) * pmax + self.O1 * np.maximum(w.mp[n] * dmax, dsum)
             return np.where(n > 0, out, 0.0)
 
@@ -193,13 +193,13 @@ def splits_by_batch(table: CostTable, stages: list, links: list, full_batch_laye
     rest = lay.L - (sum(grids) if grids else np.zeros(1, dtype=int))
     ok = (rest >= ranges[-1][0]) & (rest <= ranges[-1][-1])
     totals = [gr[ok] for gr in grids] + [rest[ok]]
-    best_e, best_layers = np.zeros(lay.B + 1), [full_batch_layers]
-    for b in range(1, lay.B + 1):
-        e = lay.elapsed(totals, b)
-        i = int(np.argmin(e))
-        best_e[b] = e[i]
-        best_layers.append(spread_layers(stages, lay.keys, lay.counts, {k: int(n[i]) for k, n in zip(lay.keys, totals)})
-                           if np.isfinite(e[i]) else full_batch_layers)
+    G, B = len(totals[0]), lay.B
+    e = lay.elapsed([np.tile(n, B) for n in totals], np.repeat(np.arange(1, B + 1), G)).reshape(B, G)
+    pick = np.argmin(e, axis=1)
+    best_e = np.concatenate([[0.0], e[np.arange(B), pick]])
+    best_layers = [full_batch_layers] + [
+        spread_layers(stages, lay.keys, lay.counts, {k: int(n[i]) for k, n in zip(lay.keys, totals)})
+        if np.isfinite(best_e[b + 1]) else full_batch_layers for b, i in enumerate(pick)]
     return best_e, best_layers, True
 
 
