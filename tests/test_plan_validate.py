@@ -183,3 +183,27 @@ def test_issue_example_l40s_v100_mixed_tp_is_not_launchable():
     assert "bounds: at most 4 blocks" not in full.search_space or "deeper" not in full.search_space
     assert default.plan.throughput_tok_s == pytest.approx(full.plan.throughput_tok_s, rel=1e-9)
     assert default.validator == "ok"
+
+
+def test_shared_nic_load_is_reported():
+    """Two replicas, each PIPE TP1 p/0 -> p/1 over a 0.01 GB/s NIC: the link is each
+    replica's bottleneck, so its transfers keep the NIC busy the whole decode round
+    (share m x link / round = 1 with round = m x link); two replicas on the same nodes load
+    each NIC to 2 (200%) per direction, and the table says so."""
+    from solver.plan.assign import evaluate_replica
+    from solver.plan.candidates import CostTable, pool_groups
+    from solver.plan.result import PlanResult
+    from solver.report.plan_report import plan_human, plan_payload
+    slow = pool(("p", 2, "PIPE", 2, 0.01, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = CostTable(TINY, WORKLOAD, pool_groups(slow, PROFILES), slow)
+        reps = tuple(evaluate_replica(table, [PlacedStage("p", 0, "PIPE", 1, 0, 2), PlacedStage("p", 1, "PIPE", 1, 2, 2)])
+                     for _ in range(2))
+        assert all(r.bottleneck.startswith("link") for r in reps)
+        res = PlanResult("optimal", "throughput", 1.0, 1.0, 0.0, 0.0, "cbc", Plan(reps), {}, 1, validator="ok")
+        payload = plan_payload(res, TINY, WORKLOAD, slow, PROFILES, "vllm", "m")
+    assert payload["nic_busy_share"]["p/0"]["send"] == pytest.approx(2.0)
+    assert payload["nic_busy_share"]["p/1"]["recv"] == pytest.approx(2.0)
+    assert payload["nic_busy_max"] == pytest.approx(2.0)
+    assert "keep it busy 200%" in plan_human(payload, "t")

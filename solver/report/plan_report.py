@@ -48,10 +48,11 @@ def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[lis
 
 
 def plan_payload(result, model, workload, cluster, profiles, runtime: str, model_ref: str) -> dict:
-    replicas = []
+    replicas, nic = [], {}
     for rep, (devices, port) in zip(result.plan.replicas, device_assignment(result.plan.replicas)):
         wl = dataclasses.replace(workload, batch=rep.batch) if rep.batch else workload
         rows, est = _replica_rows(rep, model, wl, cluster, profiles, runtime)
+        _add_nic_load(nic, rep, est)
         conc = est.concurrency
         replicas.append({"shape": rep.shape, "batch": wl.batch, "elapsed_s": est.elapsed_s,
                          "throughput_tok_s": rep.throughput_tok_s,
@@ -83,9 +84,25 @@ def plan_payload(result, model, workload, cluster, profiles, runtime: str, model
             "throughput_tok_s": total, "usd_per_hour": usd, "tokens_per_usd": tokens_per_usd(total, usd),
             "gpus_used": result.plan.gpus, "validator": result.validator,
             "batch_mode": "shared" if result.plan.shared else "per_replica",
+            "nic_busy_share": nic, "nic_busy_max": max((v for d in nic.values() for v in d.values()), default=0.0),
             "gpus_in_pool": cluster.num_gpus, "replicas": replicas, "baselines": baselines,
             "profiles_used": {g.gpu: profile_for(g.gpu, profiles).path for g in cluster.node_groups},
             "notes": list(result.notes)}
+
+
+def _add_nic_load(nic: dict, rep, est) -> None:
+    """Busy share of each node's NIC per direction in the decode phase, summed over the
+    replicas on the node: per inter-node link, micro-batches x one decode step's transfer /
+    the decode round (estimate_pipeline's times, each of which assumes the whole NIC)."""
+    if not est.decode_round_s:
+        return
+    for k, (a, b) in enumerate(zip(rep.stages, rep.stages[1:])):
+        if a.node_id == b.node_id or k >= len(est.link_decode_s):
+            continue
+        share = est.num_micro_batches * est.link_decode_s[k] / est.decode_round_s
+        for node, way in ((a.node_id, "send"), (b.node_id, "recv")):
+            d = nic.setdefault(node, {"send": 0.0, "recv": 0.0})
+            d[way] += share
 
 
 def tokens_per_usd(tok_s: float, usd_per_hour: float) -> float | None:
@@ -164,5 +181,10 @@ def plan_human(payload: dict, title: str) -> str:
         if v["ok"] and v["reason"]:
             line += f"\n      ({v['reason']})"
         out.append(line)
+    if p["nic_busy_max"] > 1.0:
+        node, way = max(((n, w) for n, d in p["nic_busy_share"].items() for w in d), key=lambda x: p["nic_busy_share"][x[0]][x[1]])
+        out.append(f"note: replicas sharing node {node}'s NIC keep it busy {p['nic_busy_max'] * 100:.0f}% ({way}) in "
+                   "decode: each replica's link time assumes the whole NIC, so their throughput is optimistic "
+                   "(NIC sharing is not a planner constraint)")
     out += [f"note: {n}" for n in p["notes"]]
     return "\n".join(out)
