@@ -153,3 +153,30 @@ def test_stage_time_uses_tables_and_adds_step_overhead(ops_profile):
     t = stage_time(stage, model, w, 10)
     assert t.decode_step_s == pytest.approx(sum(o.total_s for o in dec))
     assert t.prefill_s == pytest.approx(sum(o.total_s for o in pre))
+
+
+def test_moe_layer_runs_touched_experts(ops_profile):
+    """mixtral-8x7b, TP1, decode batch 4: experts touched 8 x (1 - (6/8)^4) = 5.46875, each on
+    4 x 2 / 5.46875 = 1.4629 tokens; the router is one GEMM of n = 8 experts."""
+    model = load_model("mixtral-8x7b")
+    tab = tables_for(ops_profile.ops, "vllm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the router's n = 8 is below the synthetic table
+        ops = {o.name: o for o in layer_ops(ops_profile, tab, model, 1, Workload(batch=4, prompt_len=8, output_len=2),
+                                            Step(decode_batch=4, context=8))}
+    assert ops["expert_gate_up"].count == pytest.approx(5.46875) and ops["router"].count == 1
+    # per-expert m = 1.4629: 10 x 1.4629^0.5 = 12.095 us per block; gate/up n = 2 x 14336 = 28672
+    # -> 29 column blocks of ~988.7, k = 4096 -> 5 blocks of 819.2: 145 blocks
+    assert ops["expert_gate_up"].seconds == pytest.approx(145 * 12.0953e-6, rel=1e-4)
+
+
+def test_windowed_layer_caps_the_context(ops_profile):
+    """A layer with a 4-token window attends to 4 tokens, not 64: decode attention on the
+    synthetic table t = batch x len = 2 x 4 = 8 us."""
+    from solver.inputs.model import LayerKind
+    model = load_model("llama3-8b")
+    tab = tables_for(ops_profile.ops, "vllm")
+    ops = layer_ops(ops_profile, tab, model, 8, Workload(batch=2, prompt_len=60, output_len=8),
+                    Step(decode_batch=2, context=64), LayerKind(window=4))
+    att = [o for o in ops if o.name == "decode_attention"][0]
+    assert att.seconds == pytest.approx(8e-6)
