@@ -61,20 +61,44 @@ def read_raw(path: str | Path) -> list[dict]:
     if missing:
         raise InputError(str(p), missing[0], "missing column (see calibrate/memory/fit.py RAW_COLUMNS)")
     rows = []
-    for i, r in enumerate(reader, start=2):
-        row = dict(r)
-        for c in _INT_COLS + _FLOAT_COLS:
-            v = (r.get(c) or "").strip()
-            try:
-                row[c] = None if v == "" else (int(float(v)) if c in _INT_COLS else float(v))
-            except (ValueError, OverflowError):  # int(float("1e309")) overflows
-                raise InputError(str(p), f"line {i}: {c}", f"not a finite number: {v!r}") from None
-            if row[c] is not None and not math.isfinite(row[c]):
-                raise InputError(str(p), f"line {i}: {c}", f"must be a finite number, got {v!r}")
-        rows.append(row)
+    try:
+        for i, r in enumerate(reader, start=2):
+            rows.append(_parse_row(r, str(p), i))
+    except csv.Error as e:
+        raise InputError(str(p), "", f"not a readable CSV ({e})") from None
     if not rows:
         raise InputError(str(p), "", "raw CSV has no rows")
     return rows
+
+
+_REQUIRED = (*_INT_COLS, "peak_bytes", "kv_bytes")  # shape and memory: every row has them
+
+
+def _parse_row(r: dict, where: str, i: int) -> dict:
+    """One raw row with numbers converted (empty optional cells -> None); one-line errors."""
+    row = dict(r)
+    for c in ("runtime", "phase"):
+        if not (r.get(c) or "").strip():
+            raise InputError(where, f"line {i}: {c}", "required value is empty")
+    if row["phase"] not in ("prefill", "decode"):
+        raise InputError(where, f"line {i}: phase", f"must be prefill or decode, got {row['phase']!r}")
+    for c in _INT_COLS + _FLOAT_COLS:
+        v = (r.get(c) or "").strip()
+        if v == "" and c in _REQUIRED:
+            raise InputError(where, f"line {i}: {c}", "required value is empty")
+        try:
+            row[c] = None if v == "" else (int(float(v)) if c in _INT_COLS else float(v))
+        except (ValueError, OverflowError):  # int(float("1e309")) overflows
+            raise InputError(where, f"line {i}: {c}", f"not a finite number: {v!r}") from None
+        if row[c] is None:
+            continue
+        if not math.isfinite(row[c]) or row[c] < 0:
+            raise InputError(where, f"line {i}: {c}", f"must be a finite number >= 0, got {v!r}")
+        if c in _INT_COLS and c != "gated_mlp" and row[c] < 1:
+            raise InputError(where, f"line {i}: {c}", f"must be >= 1, got {v!r}")
+    if row["gated_mlp"] not in (0, 1):
+        raise InputError(where, f"line {i}: gated_mlp", f"must be 0 or 1, got {row['gated_mlp']!r}")
+    return row
 
 
 def raw_text(rows: list[dict]) -> str:

@@ -144,7 +144,10 @@ def read_raw(path: str | Path) -> list[RawPoint]:
     if missing:
         raise InputError(where, "header", f"missing column(s) {', '.join(missing)}; "
                                           f"expected the raw schema of calibrate/nccl/raw.py")
-    points = [_parse_row(row, where, i) for i, row in enumerate(reader, start=2)]
+    try:
+        points = [_parse_row(row, where, i) for i, row in enumerate(reader, start=2)]
+    except csv.Error as e:
+        raise InputError(where, "", f"not a readable CSV ({e})") from None
     if not points:
         raise InputError(where, "", "no data rows")
     return points

@@ -120,8 +120,13 @@ def _parse_row(path: str, index: int, line: int, data: dict) -> MeasuredRow:
 
 def read_measurements(path: str | Path) -> list[MeasuredRow]:
     """All rows of a measurements CSV; raises InputError on the first bad cell."""
-    p = str(path)
-    text = read_text(path, newline="")
+    try:
+        return _read_measurements(str(path), read_text(path, newline=""))
+    except csv.Error as e:  # e.g. a bare carriage return inside a field
+        raise InputError(str(path), "", f"not a readable CSV ({e})") from None
+
+
+def _read_measurements(p: str, text: str) -> list[MeasuredRow]:
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED if c not in header]
