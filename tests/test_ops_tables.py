@@ -155,19 +155,30 @@ def test_stage_time_uses_tables_and_adds_step_overhead(ops_profile):
     assert t.prefill_s == pytest.approx(sum(o.total_s for o in pre))
 
 
-def test_moe_layer_runs_touched_experts(ops_profile):
-    """mixtral-8x7b, TP1, decode batch 4: experts touched 8 x (1 - (6/8)^4) = 5.46875, each on
-    4 x 2 / 5.46875 = 1.4629 tokens; the router is one GEMM of n = 8 experts."""
+@pytest.mark.parametrize("gbps, want_us, bound", [(1000, 6222.54, "compute-bound"), (100, 19269.58, "weights")])
+def test_moe_experts_are_one_fused_op(tmp_path, gbps, want_us, bound):
+    """mixtral-8x7b, TP1, decode batch 4, k = 2: ONE ``moe_experts`` op, no per-expert calls.
+    Compute: the grouped GEMMs of 4 x 2 = 8 rows, 10 x 8^0.5 = 28.284 us per block; gate/up
+    n = 2 x 14336 -> 29 column blocks, k = 4096 -> 5: 145 blocks; down n = 4096 -> 5, k = 14336
+    -> 15: 75 blocks; (145 + 75) x 28.284 = 6222.54 us. Weights: touched 8 x (1 - (6/8)^4) =
+    5.46875 experts x 3 x 4096 x 14336 x 2 B = 1,926,758,400 B; at 1000 GB/s 1926.76 + 2 us
+    launch (compute wins), at 100 GB/s 19,267.58 + 2 = 19,269.58 us (weights win)."""
+    data = json.loads((FIXTURES / "synthetic_profile.json").read_text())
+    ops_ = ops_section()
+    ops_["vllm-0.1"]["elementwise"]["gbps"]["value"] = gbps
+    data.update(schema_version=2, ops=ops_)
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    prof = load_profile(tmp_path / "p.json")
     model = load_model("mixtral-8x7b")
-    tab = tables_for(ops_profile.ops, "vllm")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the router's n = 8 is below the synthetic table
-        ops = {o.name: o for o in layer_ops(ops_profile, tab, model, 1, Workload(batch=4, prompt_len=8, output_len=2),
+        ops = {o.name: o for o in layer_ops(prof, tables_for(prof.ops, "vllm"), model, 1,
+                                            Workload(batch=4, prompt_len=8, output_len=2),
                                             Step(decode_batch=4, context=8))}
-    assert ops["expert_gate_up"].count == pytest.approx(5.46875) and ops["router"].count == 1
-    # per-expert m = 1.4629: 10 x 1.4629^0.5 = 12.095 us per block; gate/up n = 2 x 14336 = 28672
-    # -> 29 column blocks of ~988.7, k = 4096 -> 5 blocks of 819.2: 145 blocks
-    assert ops["expert_gate_up"].seconds == pytest.approx(145 * 12.0953e-6, rel=1e-4)
+    assert "expert_gate_up" not in ops and ops["router"].count == 1
+    moe = ops["moe_experts"]
+    assert moe.count == 1 and moe.seconds == pytest.approx(want_us * 1e-6, rel=1e-5)
+    assert bound in moe.source
 
 
 def test_windowed_layer_caps_the_context(ops_profile):

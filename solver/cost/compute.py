@@ -81,12 +81,15 @@ def layer_read_bytes(model: ModelSpec, tp: int, workload: Workload, batch_tokens
                      kind: LayerKind | None = None) -> float:
     """Weights streamed from HBM by one layer's forward (MoE: only the experts touched)."""
     kind = model.layers[-1] if kind is None else kind
-    fmt = workload.weight_bytes
-    full = layer_weight_bytes(model, tp, fmt, kind)
+    full = layer_weight_bytes(model, tp, workload.weight_bytes, kind)
     if not kind.moe:
         return full
-    expert = model.mlp_params_per_expert() / tp * fmt.bytes_for("experts")
-    return full - (model.num_experts - experts_touched(model, batch_tokens)) * expert
+    return full - (model.num_experts - experts_touched(model, batch_tokens)) * expert_bytes(model, tp, workload)
+
+
+def expert_bytes(model: ModelSpec, tp: int, workload: Workload) -> float:
+    """Weight bytes of one routed expert's shard on one rank (gate/up and down)."""
+    return model.mlp_params_per_expert() / tp * workload.weight_bytes.bytes_for("experts")
 
 
 def _eff(profile: Profile, curve: Curve, x: float, what: str, check: bool) -> float:

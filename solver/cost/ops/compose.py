@@ -7,7 +7,7 @@ the TP shard t (kv heads replicated past a_kv):
 
 - GEMMs over all T = prefill + decode tokens: qkv (k=h, n=(a/t + 2 a_kv')d), o (k=a d/t,
   n=h), gate/up (k=h, n=2f/t; f/t without a gate), down (k=f/t, n=h); MoE: router (n=E)
-  and, per expert touched, its gate/up and down GEMMs at T*k/touched tokens;
+  and the routed experts as ONE fused op (``moe_experts``, see :func:`fused_moe`);
 - attention: prefill over (batch, len), decode over (batch, context), from their tables;
 - elementwise: two fused residual-add + RMSNorm (read x and residual, write both: 4 T h p),
   rotary on q and k (read + write), the gated activation (read 2f/t, write f/t);
@@ -25,7 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from solver.cost import comm
-from solver.cost.compute import experts_touched
+from solver.cost.compute import expert_bytes, experts_touched
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
 from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s
 from solver.inputs.model import LayerKind, ModelSpec
@@ -87,16 +87,39 @@ def layer_gemms(model: ModelSpec, tp: int, tokens: float, kind: LayerKind | None
     if not kind.moe:
         f = (model.dense_ffn_size or model.ffn_size) / tp
         return out + [("gate_up_proj", tokens, mats * f, h, 1), ("down_proj", tokens, h, f, 1)]
-    touched = experts_touched(model, tokens)
-    per_expert = max(1.0, tokens * model.experts_per_token / touched)
+    rows = tokens * model.experts_per_token  # every token's rows over the k experts it picks
     f = model.ffn_size / tp
     out += [("router", tokens, model.num_experts, h, 1),
-            ("expert_gate_up", per_expert, mats * f, h, touched),
-            ("expert_down", per_expert, h, f, touched)]
+            ("expert_gate_up", rows, mats * f, h, 1),
+            ("expert_down", rows, h, f, 1)]
     if model.shared_expert_ffn_size:
         fs = model.shared_expert_ffn_size / tp
         out += [("shared_gate_up", tokens, mats * fs, h, 1), ("shared_down", tokens, h, fs, 1)]
     return out
+
+
+EXPERT_GEMMS = ("expert_gate_up", "expert_down")
+
+
+def fused_moe(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
+              tokens: float, gemms: list[OpTime]) -> OpTime:
+    """The routed experts of one MoE layer as vLLM runs them: one fused kernel per projection
+    (fused_moe Triton / CUTLASS grouped GEMM over all experts), not one launch per expert.
+
+    Its time is the larger of
+    - compute: the grouped GEMMs of all T*k token rows at the expert shape, timed as one GEMM of
+      m = T*k rows per projection (same FLOPs, one launch each; the per-expert tiles of
+      T*k/touched rows are taken to run at the big GEMM's rate -- optimistic when few rows
+      reach each expert, which is when the weight stream below dominates anyway), and
+    - weights: the touched experts' bytes (``experts_touched`` x ``expert_bytes``) streamed at
+      the elementwise/roofline bandwidth (one launch),
+    as ONE op (count 1) whose source names the bound that set it."""
+    compute_s = sum(g.seconds for g in gemms)
+    read = experts_touched(model, tokens) * expert_bytes(model, tp, workload)
+    stream_s, stream_src = elementwise_s(profile, tables, read)
+    if compute_s >= stream_s:
+        return OpTime("moe_experts", "gemm", compute_s, 1, f"{gemms[0].source} (fused MoE, compute-bound)")
+    return OpTime("moe_experts", "gemm", stream_s, 1, f"{stream_src} (fused MoE, touched experts' weights)")
 
 
 def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
@@ -106,10 +129,12 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     kind = model.layers[-1] if kind is None else kind
     t_tok, p, dtype = step.tokens, workload.act_bytes, workload.dtype
     cap = (lambda x: min(x, kind.window)) if kind.window else (lambda x: x)
-    ops = []
+    ops, experts = [], []
     for name, m, n, k, calls in layer_gemms(model, tp, t_tok, kind):
         s, src = gemm_s(profile, tables, m, n, k, dtype, p)
-        ops.append(OpTime(name, "gemm", s, calls, src))
+        (experts if name in EXPERT_GEMMS else ops).append(OpTime(name, "gemm", s, calls, src))
+    if experts:
+        ops.append(fused_moe(profile, tables, model, tp, workload, t_tok, experts))
     heads, kvh, d = model.num_heads // tp, kv_heads_per_gpu(model, tp), model.head_dim
     if step.prefill_batch:
         s, src = attention_s(profile, tables, "prefill", step.prefill_batch, cap(step.prefill_context), heads,
