@@ -94,7 +94,7 @@ if [[ "$what" == all || "$what" == ops ]]; then
 fi
 
 # ---------------------------------------------------------------- memory.vllm (public vLLM start-up logs)
-# vLLM's own accounting (docs/vllm_memory.md) fitted on ../shared/data/vllm_memory/logs.csv (V1 rows
+# vLLM's own accounting (docs/vllm_memory.md) fitted on ../shared/data/vllm_memory/logs.csv (rows of the since-init rule, 0.10+,
 # for version 0.10); the held-out rows are fit-memory --vllm's default. A profile whose GPU has rows
 # gets `published` non-torch figures; the others get `default` ones with plausible ranges.
 if [[ "$what" == all || "$what" == vllm-memory ]]; then

@@ -18,9 +18,9 @@ VLLM_DEFAULT_HOLDOUT = "max_model_len=29000;gpu=RTX 4090;gpu_memory_utilization=
 def run_vllm_fit(args) -> int:
     holdout = VLLM_DEFAULT_HOLDOUT if args.holdout == DEFAULT_HOLDOUT else args.holdout
     fits, _skipped = vllm_fit.fit_points(args.raw, holdout)
-    fam = "v1" if es.is_v1(es.parse_version(args.vllm_version)) else "v0"
+    fam = es.memory_family(es.parse_version(args.vllm_version))
     if fam not in fits:
-        raise InputError(args.raw[0], "vllm_version", f"no {fam.upper()} rows to fit")
+        raise InputError(args.raw[0], "vllm_version", f"no rows of the {fam} memory rule to fit")
     base = read_profile_dict(args.out)
     if base is None:
         raise InputError(args.out, "", "does not exist; start it with `calibrate init`")

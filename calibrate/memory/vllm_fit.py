@@ -56,7 +56,8 @@ GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-
                  "A100 40GB": (39.39, "torch total of an A100-40GB (40,339 MiB), as printed in vLLM logs"),
                  "RTX 4090": (23.65, "torch total of an RTX 4090 (24,217 MiB)"),
                  "RTX 3090": (23.58, "as printed in the #10517 log"),
-                 "L40S": (44.99, "46,068 MiB nvidia-smi total (profiles/l40s.json gpu.memory_gib)")}
+                 "L40S": (44.31, "torch total printed by vLLM 0.7.2 on an L40S (vllm-project/vllm#15196: "
+                                 "'total_gpu_memory (44.31GiB)'); nvidia-smi's 46,068 MiB is not what torch sees")}
 # How the GPUs of a point talk: vLLM's custom all-reduce (IPC buffers, part of non-torch
 # memory at TP >= 2) runs only over NVLink / full P2P (vllm/distributed/device_communicators/
 # custom_all_reduce.py refuses PCIe-only groups of > 2 GPUs and GPUs without P2P), so the
@@ -104,7 +105,7 @@ class Case:
 
     @property
     def family(self) -> str:
-        return "v1" if es.is_v1(self.version) else "v0"
+        return es.memory_family(self.version)
 
     def weights_bytes(self) -> float:
         m = self.model
@@ -114,15 +115,19 @@ class Case:
         return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
 
     def kv_measured_gib(self) -> float | None:
+        """The engine's KV GiB per GPU: from its token or block count where printed, else the
+        GiB line. The counts are the engine's (the minimum over its workers: 0.6.4
+        ``executor_base.py`` / 0.10.1.1 ``kv_cache_utils.py:1149-1152``); a GiB line is one
+        worker's, and at TP >= 2 in V0 it can be a rank that does not sample (the sampler runs
+        on the driver only), whose peak is lower. Issue #13061 (2x RTX 4090): its 8.69 GiB line
+        is 94,900 tokens, the engine's 81,536 tokens are 7.46 GiB."""
         r = self.row
-        if r.get("kv_cache_gib") is not None:
-            return r["kv_cache_gib"]
         per_tok = kv_bytes_per_token(self.model, self.tp, self.model.num_layers, self.act_bytes)
         if r.get("kv_tokens") is not None:
             return r["kv_tokens"] * per_tok / GIB
         if r.get("gpu_blocks") is not None:
             return r["gpu_blocks"] * 16 * per_tok / GIB
-        return None
+        return r.get("kv_cache_gib")
 
 
 def resolve(row: dict) -> tuple[Case | None, str]:
@@ -277,7 +282,7 @@ def relerr(errs: list[float]) -> dict:
 def fit_points(paths: list[str], holdout_spec: str) -> tuple[dict, list[dict]]:
     """(family -> FamilyFit, skipped rows with reasons) over every point CSV."""
     clauses = parse_holdout(holdout_spec)
-    cases: dict = {"v0": ([], []), "v1": ([], [])}
+    cases: dict = {"device_wide": ([], []), "since_init": ([], [])}
     skipped = []
     for p in paths:
         for r in read_points(p):

@@ -60,6 +60,16 @@ def is_v1(version: tuple[int, int]) -> bool:
     return version >= (0, 8)
 
 
+def memory_family(version: tuple[int, int]) -> str:
+    """The budget rule of the version's worker: "device_wide" (non-torch = all device memory
+    outside torch's allocator after the profile run, CUDA context included: V0, and the V1
+    worker through 0.9.0 -- 0.8.5 and 0.9.0 ``vllm/v1/worker/gpu_worker.py:165-212`` /
+    ``:167-212`` ``determine_available_memory``) or "since_init" (0.10+: only the increase
+    since ``init_device``'s snapshot, 0.10.1.1 ``gpu_worker.py:222-280``). 0.9.1-0.9.2 were
+    not read; they are taken as 0.9.0."""
+    return "since_init" if version >= (0, 10) else "device_wide"
+
+
 def large_gpu(version: tuple[int, int], gpu_name: str, memory_gib: float) -> bool:
     big = memory_gib >= RULES["large_gpu_gib"][0]
     return big and "a100" not in gpu_name.lower() if version >= (0, 9) else big
