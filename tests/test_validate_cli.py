@@ -95,3 +95,17 @@ def test_fit_serving_needs_rows(write, tmp_path):
     shutil.copy(FIXTURES / "synthetic_profile.json", prof)
     assert calibrate_main(["fit-serving", str(path), "--profile", str(prof), "--fit-rows", "source=lab",
                            "--gpu-memory-utilization", "0.9", "--runtime", "x", "--ref", "y"]) == 2
+
+
+def test_fit_serving_bus_bandwidth_never_exceeds_the_link():
+    """The search maps R to (0, cap): logit 0 is cap/2 (31.5 -> 15.75 GB/s), a huge logit stays
+    below the PCIe 4.0 x16 31.5 GB/s whatever Nelder-Mead tries; hop is exp(x): exp(log 10) =
+    10 us; overhead sqrt(0.25)^2 = 0.25 ms. Encoding a start above the cap clamps it to 99%."""
+    import math
+
+    from calibrate.serving.fit import _decode, _encode
+    d = _decode([math.log(10.0), 0.0, 0.5], [8], 31.5)
+    assert d["tp_allreduce"][8] == pytest.approx((10.0, 15.75)) and d["decode_step_overhead_ms"] == 0.25
+    assert _decode([0.0, 50.0, 0.0], [8], 31.5)["tp_allreduce"][8][1] <= 31.5
+    x = _encode(10.0, 80.0, 0.25, [8], 31.5)
+    assert _decode(x, [8], 31.5)["tp_allreduce"][8][1] == pytest.approx(0.99 * 31.5)

@@ -59,15 +59,20 @@ def nelder_mead(f, x0: np.ndarray, step: float = 0.5, iters: int = 400, tol: flo
     return pts[int(np.argmin(vals))]
 
 
-def _decode(x: np.ndarray, ranks: list[int]) -> dict:
-    """Search space: logs of hop_us and busbw_gbps per TP size, then sqrt of the overhead
-    (so every point of R^k is a valid, non-negative parameter set)."""
-    ar = {n: (math.exp(x[2 * i]), math.exp(x[2 * i + 1])) for i, n in enumerate(ranks)}
+def _decode(x: np.ndarray, ranks: list[int], cap_gbps: float) -> dict:
+    """Search space: log of hop_us and the logit of busbw_gbps / ``cap_gbps`` per TP size,
+    then sqrt of the overhead (so every point of R^k is a valid, non-negative parameter set).
+    A ring's bus bandwidth cannot exceed the link's nominal rate per direction (the profile's
+    ``gpu.intra_node_gbps``): unbounded, three single-node TP8 rows put an L40S 8-rank fit at
+    80 GB/s on PCIe 4.0 x16 (31.5 GB/s) with 90 us per hop, i.e. all of a step's slowness in
+    latency, which then misprices every other message size."""
+    ar = {n: (math.exp(x[2 * i]), cap_gbps / (1.0 + math.exp(-x[2 * i + 1]))) for i, n in enumerate(ranks)}
     return {"tp_allreduce": ar, "decode_step_overhead_ms": float(x[-1]) ** 2}
 
 
-def _encode(hop_us: float, busbw_gbps: float, overhead_ms: float, ranks: list[int]) -> np.ndarray:
-    return np.array([math.log(hop_us), math.log(busbw_gbps)] * len(ranks) + [math.sqrt(overhead_ms)])
+def _encode(hop_us: float, busbw_gbps: float, overhead_ms: float, ranks: list[int], cap_gbps: float) -> np.ndarray:
+    b = min(busbw_gbps, 0.99 * cap_gbps) / cap_gbps
+    return np.array([math.log(hop_us), math.log(b / (1.0 - b))] * len(ranks) + [math.sqrt(overhead_ms)])
 
 
 def serving_section(fit: dict, base: dict, util: float, runtime: str, ref: str, fit_error: dict | None) -> dict:
@@ -99,14 +104,15 @@ def errors(rows, profile, serving_json: dict, util: float, where: str) -> list[f
 def fit_serving(fit_rows, held, profile, base: dict, util: float, runtime: str, ref: str, where: str):
     """Best fit (``_decode`` form) and the error summaries on the fit rows and the held-out rows."""
     ranks = sorted({r.tp for r in fit_rows if r.tp > 1})
+    cap = profile.intra_node_gbps.value
 
     def objective(x: np.ndarray) -> float:
-        sv = serving_section(_decode(x, ranks), base, util, runtime, ref, None)
+        sv = serving_section(_decode(x, ranks, cap), base, util, runtime, ref, None)
         return float(np.mean([abs(math.log1p(e)) if e > -1 else 10.0 for e in errors(fit_rows, profile, sv, util, where)]))
 
     with collect_warnings(False):
-        xs = [nelder_mead(objective, _encode(*s0, ranks), iters=150 * (len(ranks) + 1)) for s0 in STARTS]
-        best = _decode(min(xs, key=objective), ranks)
+        xs = [nelder_mead(objective, _encode(*s0, ranks, cap), iters=150 * (len(ranks) + 1)) for s0 in STARTS]
+        best = _decode(min(xs, key=objective), ranks, cap)
         serving_json = serving_section(best, base, util, runtime, ref, None)
         fit_s = summarize(errors(fit_rows, profile, serving_json, util, where))
         held_s = summarize(errors(held, profile, serving_json, util, where))
