@@ -105,7 +105,7 @@ GPUS: dict[str, dict] = {
 
 
 def find(name: str) -> tuple[str, dict] | None:
-    from solver.inputs.profile import normalize_gpu_name
+    from solver.inputs.profile_records import normalize_gpu_name
     key = normalize_gpu_name(name)
     for gpu, spec in GPUS.items():
         if key in {normalize_gpu_name(n) for n in [gpu, *spec["aliases"]]}:

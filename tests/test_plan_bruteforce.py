@@ -9,7 +9,6 @@ import dataclasses
 import random
 import warnings
 
-import pytest
 
 from plan_helpers import TINY, pool, syn_profile
 from solver.errors import InfeasibleError

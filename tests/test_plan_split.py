@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from plan_helpers import TINY, pool, syn_profile
+from plan_helpers import pool, syn_profile
 from solver.cost.stage import memoized_stage_times
 from solver.inputs.model import parse_hf_config
 from solver.inputs.workload import Workload

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from calibrate.ops.overhead import fit_overhead, overhead_json, per_step_overhead_ms  # noqa: F401
+from calibrate.ops.overhead import fit_overhead, overhead_json
 from calibrate.profile_io import command_line, read_profile_dict, write_profile
 from solver.cli_common import collect_warnings
 from solver.cost.ops.latency import predict_latency

@@ -17,7 +17,7 @@ from calibrate.defaults import skeleton
 from calibrate.profile_io import merge_sections, read_profile_dict, write_profile
 from calibrate.nccl.raw import RawPoint, groups
 from solver.errors import InputError
-from solver.inputs.profile import normalize_gpu_name
+from solver.inputs.profile_records import normalize_gpu_name
 
 
 def group_ranks(text: str) -> int:

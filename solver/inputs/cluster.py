@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from solver.errors import InputError
 from solver.inputs.fields import Fields, load_yaml
 
 INTERCONNECTS = ("nvlink", "pcie")

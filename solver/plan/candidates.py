@@ -19,7 +19,6 @@ Interchangeable GPUs are merged: a stage is "t GPUs of a node of group g", never
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.stage import Stage
 from solver.plan.candidates import CostTable
-from solver.plan.split import best_split, spread_layers
+from solver.plan.split import best_split
 
 
 @dataclass(frozen=True)
