@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_report_sections(tmp_path):
 def test_dry_run_nccl_and_report(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "out"
-    env = {**os.environ, "GPU_CHECK_ONLY": "ops ops_fit nccl report", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_ONLY": "ops ops_fit nccl report", "OMP_NUM_THREADS": "1"}
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
