@@ -65,3 +65,24 @@ def test_unknown_system_is_one_line(systems, tmp_path, capsys):
     rc = main(["import-aiconfigurator", "--system", "nope", "--data-dir", str(systems), "--gpu", "A100-80GB",
                "--out", str(tmp_path / "x.json")])
     assert rc == 2 and "toy_sxm" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_import_moe_tables_for_the_zoo_shapes(systems, tmp_path):
+    """Fused-MoE rows for mixtral-8x7b's expert shape (4096, 14336, top-2 of 8) at TP2: the
+    ``balanced`` routing is kept over ``power_law_1.01`` (x10 slower here), the faster of two
+    kernels per token count (0.2 ms x tokens vs 0.3 ms), ms -> us; a shape no preset has
+    (hidden 1234) and a split with a single point (TP4) are dropped."""
+    rows = [{"moe_dtype": "bfloat16", "kernel_source": ks, "hidden_size": h, "inter_size": 14336, "topk": 2,
+             "num_experts": 8, "moe_tp_size": tp, "moe_ep_size": 1, "distribution": dist, "num_tokens": t,
+             "latency": base * t * (10 if dist != "balanced" else 1)}
+            for ks, base in (("fast", 0.2), ("slow", 0.3)) for h in (4096, 1234)
+            for dist in ("balanced", "power_law_1.01") for tp, ts in ((2, (1, 8)), (4, (1,))) for t in ts]
+    _write(systems, "moe/vllm/0.9.0/moe_perf.parquet", rows)
+    out = tmp_path / "toy.json"
+    assert main(["import-aiconfigurator", "--system", "toy_sxm", "--data-dir", str(systems), "--package-version",
+                 "9.9.9", "--gpu", "A100-80GB", "--out", str(out)]) == 0
+    moe = json.loads(out.read_text())["ops"]["vllm-0.9"]["moe"]
+    assert [(m["hidden"], m["inter"], m["topk"], m["experts"], m["tp"], m["ep"]) for m in moe] == [(4096, 14336, 2, 8, 2, 1)]
+    assert moe[0]["tokens"] == [1, 8] and moe[0]["time_us"] == [200, 1600] and moe[0]["dtype"] == "bf16"
+    assert moe[0]["ref"] == "aiconfigurator-core 9.9.9: systems/data/toy_sxm/moe/vllm/0.9.0/moe_perf.parquet (routing balanced)"
+    load_profile(out)  # the loader takes it back

@@ -181,6 +181,47 @@ def test_moe_experts_are_one_fused_op(tmp_path, gbps, want_us, bound):
     assert bound in moe.source
 
 
+def _moe_layer(tmp_path, moe: list, expert_parallel: bool = False) -> dict:
+    data = json.loads((FIXTURES / "synthetic_profile.json").read_text())
+    ops_ = ops_section()
+    ops_["vllm-0.1"]["moe"] = moe
+    data.update(schema_version=2, ops=ops_)
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    prof = load_profile(tmp_path / "p.json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the router's n = 8 is below the synthetic table
+        return {o.name: o for o in layer_ops(prof, tables_for(prof.ops, "vllm"), load_model("mixtral-8x7b"), 2,
+                                             Workload(batch=4, prompt_len=8, output_len=2,
+                                                      expert_parallel=expert_parallel),
+                                             Step(decode_batch=4, context=8))}
+
+
+MIXTRAL_MOE = {"dtype": "bf16", "hidden": 4096, "inter": 14336, "topk": 2, "experts": 8,
+               "tokens": [1, 100], "time_us": [100, 10000], **SRC}
+
+
+@pytest.mark.parametrize("split, ep", [((2, 1), False), ((1, 2), True)])
+def test_moe_experts_read_the_fused_moe_table(tmp_path, split, ep):
+    """mixtral-8x7b on 2 ranks (TP2, or EP2 with expert parallelism), decode batch 4: the
+    entry of exactly this expert shape and split, t = 100 us x tokens (exact in log space):
+    400 us, one call; its gated activation is inside the call (no routed activation kernel:
+    mixtral has no shared expert, so no activation op at all). The entry of the other split
+    is 10x slower and must not be read."""
+    other = (1, 2) if split == (2, 1) else (2, 1)
+    ops = _moe_layer(tmp_path, [{**MIXTRAL_MOE, "tp": split[0], "ep": split[1]},
+                                {**MIXTRAL_MOE, "tp": other[0], "ep": other[1], "time_us": [1000, 100000]}], ep)
+    moe = ops["moe_experts"]
+    assert (moe.kind, moe.count) == ("moe", 1) and moe.seconds == pytest.approx(400e-6)
+    assert "activation" not in ops and "expert_gate_up" not in ops
+
+
+def test_moe_table_of_another_shape_falls_back(tmp_path):
+    """An entry for 16 experts does not serve mixtral's 8: the composed fused op (gemm kind)
+    and the activation kernel are used."""
+    ops = _moe_layer(tmp_path, [{**MIXTRAL_MOE, "experts": 16, "tp": 2, "ep": 1}])
+    assert ops["moe_experts"].kind == "gemm" and "activation" in ops
+
+
 def test_windowed_layer_caps_the_context(ops_profile):
     """A layer with a 4-token window attends to 4 tokens, not 64: decode attention on the
     synthetic table t = batch x len = 2 x 4 = 8 us."""

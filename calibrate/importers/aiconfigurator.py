@@ -15,6 +15,10 @@ AIConfigurator's own memory-bandwidth correction). We keep a coarse subset:
   full (batch, sequence) and (batch, context) grids. Decode points the source did not
   measure (large batch x long context: out of memory) are filled by log-log extrapolation
   along the context within that batch's row, and counted in the table's ``note``.
+- Fused MoE (bf16, fp8 when present): one call of all routed experts of a layer, by tokens in
+  the step, for each expert shape of the zoo's MoE presets (hidden, expert width, top-k,
+  experts) at TP 1-8 and EP 2-8; uniform (``balanced``) routing as ``experts_touched``
+  assumes, else the mildest skew the file has (``power_law_1.01``); the fastest kernel per point.
 - All-reduce: the runtime's custom kernel (CUDA graph and eager) and NCCL, per rank count,
   every message size.
 Times are converted once, ms -> us. Every table cites the package version and file.
@@ -37,6 +41,7 @@ HEAD_DIM = 128
 # Attention kernels vLLM picks by default, in order of preference (FA2 on Ampere/Ada, FA3 on Hopper).
 ATTENTION_KERNELS = ("vllm_flash_attn", "vllm_flash_attn_fa3", "vllm_flash_attn_fa2")
 GEMM_DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}
+MOE_ROUTING = ("balanced", "power_law_1.01")  # in order of preference
 
 
 def data_root(data_dir: str | None) -> tuple[Path, str]:
@@ -98,6 +103,38 @@ def zoo_shapes() -> tuple[set, set, set]:
             if model.head_dim == HEAD_DIM:
                 pairs.add((model.num_heads // tp, int(kv_heads_per_gpu(model, tp))))
     return ns, ks, pairs
+
+
+def zoo_moe_shapes() -> set:
+    """(hidden, expert width, top-k, experts) of every MoE preset the composition covers."""
+    out = set()
+    for name in preset_names():
+        model = load_model(name)
+        if covered(model) and model.is_moe:
+            out.add((model.hidden_size, model.ffn_size, model.experts_per_token, model.num_experts))
+    return out
+
+
+def moe_tables(df, ref: str) -> list[dict]:
+    routing = [r for r in MOE_ROUTING if r in set(df.distribution)]
+    if not routing:
+        return []
+    d = df[df.distribution == routing[0]]
+    splits = [(t, 1) for t in ZOO_TP] + [(1, t) for t in ZOO_TP if t > 1]
+    out = []
+    for src_dtype, dtype in GEMM_DTYPES.items():
+        for h, f, k, e in sorted(zoo_moe_shapes()):
+            s = d[(d.moe_dtype == src_dtype) & (d.hidden_size == h) & (d.inter_size == f) & (d.topk == k)
+                  & (d.num_experts == e)]
+            for tp, ep in splits:
+                c = s[(s.moe_tp_size == tp) & (s.moe_ep_size == ep)].groupby("num_tokens", as_index=False)["latency"].min()
+                if len(c) < 2:
+                    continue
+                out.append({"dtype": dtype, "hidden": int(h), "inter": int(f), "topk": int(k), "experts": int(e),
+                            "tp": tp, "ep": ep, "tokens": [int(x) for x in c.num_tokens],
+                            "time_us": [_us(x) for x in c.latency], "source": "published",
+                            "ref": f"{ref} (routing {routing[0]})"})
+    return out
 
 
 def bracket(axis: list[float], wanted: set) -> list[float]:
@@ -251,6 +288,7 @@ def build_ops(root: Path, pkg_version: str, system: str, backend: str, version: 
         "decode": pick_file(root, system, "attention", backend, version, "generation_attention_perf.parquet"),
         "custom": pick_file(root, system, "comm", backend, version, "custom_allreduce_perf.parquet"),
         "nccl": pick_file(root, system, "comm", "nccl", None, "nccl_perf.parquet"),
+        "moe": pick_file(root, system, "moe", backend, version, "moe_perf.parquet"),
     }
     if files["gemm"] is None and files["prefill"] is None:
         have = root / "data" / system
@@ -265,6 +303,8 @@ def build_ops(root: Path, pkg_version: str, system: str, backend: str, version: 
         ops["prefill_attention"] = attention_tables(read_parquet(files["prefill"]), "prefill", cite(files["prefill"]))
     if files["decode"]:
         ops["decode_attention"] = attention_tables(read_parquet(files["decode"]), "decode", cite(files["decode"]))
+    if files["moe"]:
+        ops["moe"] = moe_tables(read_parquet(files["moe"]), cite(files["moe"]))
     custom = read_parquet(files["custom"]) if files["custom"] else None
     nccl = read_parquet(files["nccl"]) if files["nccl"] else None
     ars = allreduce_tables(custom, nccl, cite(files["custom"]) if files["custom"] else "",

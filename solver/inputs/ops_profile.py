@@ -21,6 +21,7 @@ OP_SOURCES = ("measured", "published", "synthetic", "default")
 AR_IMPLS = ("custom_graph", "custom_eager", "nccl")
 OVERHEAD_TERMS = ("per_seq", "per_rank", "per_seq_rank")
 _SRC_KEYS = ("source", "ref", "note")
+MOE_SHAPE = ("hidden", "inter", "topk", "experts", "tp", "ep")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,24 @@ class AttentionTable:
     kv_heads: int
     head_dim: int
     grid: Grid  # prefill: (batch, seq); decode: (batch, context)
+
+
+@dataclass(frozen=True)
+class MoeTable:
+    """One fused-MoE kernel (all routed experts of a layer, one call) by tokens in the step,
+    for one expert shape (hidden, expert width ``inter``, top-k, experts) and TP/EP split."""
+    dtype: str
+    hidden: int
+    inter: int
+    topk: int
+    experts: int
+    tp: int
+    ep: int
+    grid: Grid  # (tokens,)
+
+    @property
+    def shape(self) -> tuple:
+        return (self.hidden, self.inter, self.topk, self.experts, self.tp, self.ep)
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,7 @@ class OpTables:
     prefill_attention: tuple[AttentionTable, ...] = ()
     decode_attention: tuple[AttentionTable, ...] = ()
     all_reduce: tuple[AllReduceTable, ...] = ()
+    moe: tuple[MoeTable, ...] = ()
     allreduce_policy: AllReducePolicy | None = None
     elementwise_gbps: OpValue | None = None             # achieved HBM GB/s of norm/rotary/activation kernels
     elementwise_latency_us: OpValue | None = None       # fixed time per elementwise kernel
@@ -159,7 +179,7 @@ def _attention(data, where: str, path: str, second: str, parent) -> AttentionTab
 def _runtime(data, where: str, key: str) -> OpTables:
     path = f"ops.{key}"
     f = Fields(data, where, path, ("runtime", *_SRC_KEYS, "gemm", "prefill_attention", "decode_attention",
-                                   "all_reduce", "allreduce_policy", "elementwise", "step_overhead_ms"))
+                                   "all_reduce", "allreduce_policy", "elementwise", "step_overhead_ms", "moe"))
     top = (f.get("source", str, choices=OP_SOURCES), f.get("ref", str, ""))
     gemm = {}
     for i, g in enumerate(f.get("gemm", list, [])):
@@ -179,6 +199,13 @@ def _runtime(data, where: str, key: str) -> OpTables:
                                   _grid(af, ("size_bytes",), *_src(af, top))))
     if len({(a.impl, a.ranks) for a in ars}) != len(ars):
         raise f.error("all_reduce", "one table per (impl, ranks)")
+    moe = []
+    for i, m in enumerate(f.get("moe", list, [])):
+        mf = Fields(m, where, f"{path}.moe[{i}]", ("dtype", *MOE_SHAPE, "tokens", "time_us", *_SRC_KEYS))
+        moe.append(MoeTable(mf.get("dtype", str, choices=("bf16", "fp16", "fp8")),
+                            *(mf.get(k, int, min_value=1) for k in MOE_SHAPE), _grid(mf, ("tokens",), *_src(mf, top))))
+    if len({(m.dtype, m.shape) for m in moe}) != len(moe):
+        raise f.error("moe", "one table per (dtype, hidden, inter, topk, experts, tp, ep)")
     policy = None
     if "allreduce_policy" in f.data:
         pf = Fields(f.data["allreduce_policy"], where, f"{path}.allreduce_policy",
@@ -206,7 +233,7 @@ def _runtime(data, where: str, key: str) -> OpTables:
         terms = {k: _opvalue(sf.data[k], where, f"{path}.step_overhead_ms.{k}", top)
                  for k in OVERHEAD_TERMS if k in sf.data}
     return OpTables(key=key, runtime=f.get("runtime", str, key), source=top[0], ref=top[1], gemm=gemm,
-                    prefill_attention=pre, decode_attention=dec, all_reduce=tuple(ars), allreduce_policy=policy,
+                    prefill_attention=pre, decode_attention=dec, all_reduce=tuple(ars), moe=tuple(moe), allreduce_policy=policy,
                     elementwise_gbps=ew_gbps, elementwise_latency_us=ew_lat,
                     decode_step_overhead_ms=dec_oh, prefill_step_overhead_ms=pre_oh, overhead_terms=terms)
 

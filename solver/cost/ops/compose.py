@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from solver.cost import comm
 from solver.cost.compute import expert_bytes, experts_touched
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
-from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s
+from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s, moe_s
 from solver.inputs.model import LayerKind, ModelSpec
 from solver.inputs.ops_profile import OpTables
 from solver.inputs.profile import Profile
@@ -38,7 +38,7 @@ from solver.inputs.workload import Workload
 class OpTime:
     """``count`` calls of one op in the step, ``seconds`` each."""
     name: str
-    kind: str          # gemm | attention | elementwise | all_reduce | all_gather | overhead
+    kind: str          # gemm | moe | attention | elementwise | all_reduce | all_gather | overhead
     seconds: float
     count: float
     source: str
@@ -106,7 +106,8 @@ def fused_moe(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     """The routed experts of one MoE layer as vLLM runs them: one fused kernel per projection
     (fused_moe Triton / CUTLASS grouped GEMM over all experts), not one launch per expert.
 
-    Its time is the larger of
+    The profile's measured fused-MoE table for this expert shape wins (``moe_s``: the whole
+    call, its gated activation included). Without one, its time is the larger of
     - compute: the grouped GEMMs of all T*k token rows at the expert shape, timed as one GEMM of
       m = T*k rows per projection (same FLOPs, one launch each; the per-expert tiles of
       T*k/touched rows are taken to run at the big GEMM's rate -- optimistic when few rows
@@ -114,6 +115,9 @@ def fused_moe(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     - weights: the touched experts' bytes (``experts_touched`` x ``expert_bytes``) streamed at
       the elementwise/roofline bandwidth (one launch),
     as ONE op (count 1) whose source names the bound that set it."""
+    hit = moe_s(profile, tables, model, tp, workload.expert_parallel, tokens, workload.dtype)
+    if hit is not None:
+        return OpTime("moe_experts", "moe", hit[0], 1, hit[1])
     compute_s = sum(g.seconds for g in gemms)
     read = experts_touched(model, tokens) * expert_bytes(model, tp, workload)
     stream_s, stream_src = elementwise_s(profile, tables, read)
@@ -133,8 +137,10 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     for name, m, n, k, calls in layer_gemms(model, tp, t_tok, kind):
         s, src = gemm_s(profile, tables, m, n, k, dtype, p)
         (experts if name in EXPERT_GEMMS else ops).append(OpTime(name, "gemm", s, calls, src))
+    routed_act = 1.0  # the routed experts' gated activation as its own kernel; 0 inside a measured fused-MoE call
     if experts:
         ops.append(fused_moe(profile, tables, model, tp, workload, t_tok, experts))
+        routed_act = 0.0 if ops[-1].kind == "moe" else 1.0
     heads, kvh, d = model.num_heads // tp, kv_heads_per_gpu(model, tp), model.head_dim
     if step.prefill_batch:
         s, src = attention_s(profile, tables, "prefill", step.prefill_batch, cap(step.prefill_context), heads,
@@ -150,12 +156,14 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
                              dtype, p, workload.kv_bytes)
         ops.append(OpTime("decode_attention", "attention", s, 1, src))
     h = model.hidden_size
-    f_t = (model.ffn_size * model.experts_per_token + model.shared_expert_ffn_size if kind.moe
+    f_t = (routed_act * model.ffn_size * model.experts_per_token + model.shared_expert_ffn_size if kind.moe
            else model.dense_ffn_size or model.ffn_size) / tp
     elementwise = (("add_rmsnorm", 4 * t_tok * h * p, 2),
                    ("rotary", 2 * t_tok * (heads + kvh) * d * p, 1),
                    ("activation", (3 if model.gated_mlp else 2) * t_tok * f_t * p, 1))
     for name, nbytes, calls in elementwise:
+        if not nbytes:  # a MoE layer's activation runs inside its measured fused-MoE call
+            continue
         s, src = elementwise_s(profile, tables, nbytes)
         ops.append(OpTime(name, "elementwise", s, calls, src))
     if tp > 1:

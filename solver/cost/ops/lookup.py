@@ -14,6 +14,7 @@ import math
 from solver.cost.compute import roofline_s
 from solver.cost.ops.grid import grid_at
 from solver.cost.warn import note
+from solver.inputs.model import ModelSpec
 from solver.inputs.ops_profile import AttentionTable, Grid, OpTables
 from solver.inputs.profile import Profile
 
@@ -117,4 +118,23 @@ def allreduce_s(profile: Profile, tables: OpTables | None, ranks: int, size_byte
         if t is not None:
             s = _lookup(profile, t.grid, f"{tables.key} all_reduce {name} {ranks} ranks", (size_bytes,))
             return s, f"{name}; {_src(t.grid)}"
+    return None
+
+
+def moe_s(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, expert_parallel: bool,
+          tokens: float, dtype: str) -> tuple[float, str] | None:
+    """One layer's fused-MoE kernel (all routed experts, one call) at ``tokens`` tokens from
+    the table of exactly this expert shape (hidden, expert width, top-k, experts), split
+    (TP ``tp``, or EP ``tp`` with expert parallelism) and dtype (fp16 reads bf16); None when
+    the profile has none (the caller composes it from the GEMM table and the weight stream).
+    A table of another shape is not rescaled: routing, tiling and the per-expert row count
+    all change with it, so the composed fallback is the more honest number."""
+    if tables is None:
+        return None
+    split = (1, tp) if expert_parallel else (tp, 1)
+    want = (model.hidden_size, model.ffn_size, model.experts_per_token, model.num_experts, *split)
+    for d in (dtype, "bf16" if dtype == "fp16" else None):
+        for e in tables.moe:
+            if e.dtype == d and e.shape == want:
+                return _lookup(profile, e.grid, f"{tables.key} moe {d}", (tokens,)), _src(e.grid)
     return None
