@@ -46,21 +46,26 @@ def _take(nodes: list[list[int]], size: int, avoid: set[int], exact: bool) -> in
     return None
 
 
-def place(table: CostTable, picks: list[tuple[ShapeValue, int]], configs: dict | None = None) -> Plan:
+def place(table: CostTable, picks: list[tuple[ShapeValue, int]], configs: dict | None = None,
+          nic_steps: dict | None = None) -> Plan:
     """Replicas for ``picks`` ((shape value, copies)) on concrete nodes; with ``configs``
-    (the MILP's node configurations) chunks fill configured slots, else first fit."""
+    (the MILP's node configurations) chunks fill configured slots, else first fit. In a
+    group whose slots carry NIC steps (``milp.Column.items``) a chunk takes the slot of its
+    (GPUs, send, receive) steps, ``nic_steps``: shape -> steps per chunk."""
     exact = configs is not None
     nodes = _slots_from_configs(table, configs) if exact else _free_gpus(table)
+    nic_groups = {g for (g, q) in (configs or {}) if any(not isinstance(it, int) for it in q)}
     gpn = [g.gpus_per_node for g in table.groups]
     replicas = []
     for sv, copies in picks:
         stages = sv.shape.stages()
         chunk_of = sv.shape.chunk_of_stage(gpn)
+        steps = (nic_steps or {}).get(sv.shape) or [(0, 0)] * len(sv.shape.chunks(gpn))
         for _ in range(copies):
             used: dict[int, set[int]] = {}
             node_of_chunk = {}
-            for c, (g, z) in enumerate(sv.shape.chunks(gpn)):
-                i = _take(nodes[g], z, used.setdefault(g, set()), exact)
+            for c, ((g, z), st) in enumerate(zip(sv.shape.chunks(gpn), steps)):
+                i = _take(nodes[g], (z, *st) if g in nic_groups else z, used.setdefault(g, set()), exact)
                 if i is None:
                     raise InfeasibleError(f"internal: no free node of group {table.groups[g].name} "
                                           f"for a chunk of {z} GPUs")

@@ -21,6 +21,7 @@ import numpy as np
 
 from solver.plan.candidates import CostTable
 from solver.plan.milp import Column, MasterSolution, PlanMILP
+from solver.plan.nic import with_nic_steps
 from solver.plan.share import candidate_times, capacity, envelope, split_batch
 from solver.plan.shapes import ShapeValue, shape_links
 from solver.plan.split import splits_by_batch
@@ -34,12 +35,19 @@ def layout_splits(table: CostTable, values: list[ShapeValue]):
 class SharedBatchMaster:
     def __init__(self, table: CostTable, values: list[ShapeValue], columns: list[Column],
                  max_replicas: int | None, solver: str, time_limit_s: float, single_copies: list[int]):
-        self.table, self.values, self.columns = table, values, columns
+        self.table, self.values = table, values
         self.max_replicas, self.solver, self.time_limit_s = max_replicas, solver, time_limit_s
         self.splits = layout_splits(table, values)
         self.envs = [envelope(e) for e, _, _ in self.splits]
         self.B = table.workload.batch
         self.tokens = self.B * (table.workload.prompt_len + table.workload.output_len)
+        # NIC rows at the fastest a layout runs over every share b: max_b b (P + O) / E[b]
+        per_seq = table.workload.prompt_len + table.workload.output_len
+        rates = [max((b * per_seq / t for b, t in enumerate(e) if b > 0 and 0 < t < np.inf), default=0.0)
+                 for e, _, _ in self.splits]
+        self.columns = with_nic_steps(table, columns, rates)
+        # a layout with NIC steps may not fit as many copies as GPUs allow: no lower bound from it
+        single_copies = [0 if c.nic_steps else n for c, n in zip(self.columns, single_copies)]
         self.gpus = np.array([sum(z for _, z in c.chunks) for c in columns], dtype=float)
         self.pool_gpus = sum(g.nodes * g.gpus_per_node for g in table.groups)
         self.single_copies = single_copies  # copies that fit, for single-group layouts (else 0)
@@ -48,7 +56,7 @@ class SharedBatchMaster:
     def _milp(self, t_s: float, objective: str):
         caps = [capacity(e, t_s) for e in self.envs]
         keep = [i for i, c in enumerate(caps) if c > 0]
-        cols = [Column(float(caps[i]), self.columns[i].usd_per_hour, self.columns[i].chunks) for i in keep]
+        cols = [dataclasses.replace(self.columns[i], value_tok_s=float(caps[i])) for i in keep]
         milp = PlanMILP(cols, [g.nodes for g in self.table.groups], [g.gpus_per_node for g in self.table.groups],
                         objective, float(self.B) if objective == "cost" else 0.0, self.max_replicas)
         sol = milp.solve(self.solver, self.time_limit_s)

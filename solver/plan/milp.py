@@ -8,6 +8,13 @@ MILP, and what remains is a packing problem that is linear and exact over the sh
 (docs/metrics.md, "planner objective"). Nodes of a group are interchangeable, so a node is
 described only by its *configuration* q (a multiset of chunk sizes, sum <= GPUs per node).
 
+NIC rows (``nic_steps``): a chunk that sends to / receives from another node carries its
+share of that node's NIC per direction, rounded *up* to a step of 1/NIC_STEPS, so a node
+configuration is a multiset of chunk items (GPUs, send steps, receive steps) with
+sum GPUs <= GPUs per node, sum send steps <= NIC_STEPS and sum receive steps <= NIC_STEPS
+(docs/metrics.md, "planner objective"). Rounding up makes the row sound (never admits an
+overloaded NIC) and conservative by at most one step per chunk.
+
 Variables: y_s in Z+ (replicas of shape s); w_{g,q} in Z+ (nodes of group g cut as q).
 Symmetry: there are no replica slots or node ids to permute -- counts only.
 """
@@ -31,6 +38,9 @@ from solver.errors import InputError
 SOLVERS = ("cbc", "highs")
 # Relative gap the solvers stop at (gapRel); "optimal" is what the solver then reports (see _bound).
 OPTIMAL_GAP = 1e-6
+# Resolution of the NIC rows: a chunk's share of its node's NIC, per direction, is rounded up
+# to a multiple of 1/NIC_STEPS (a discretisation of the model, not physics).
+NIC_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -39,9 +49,17 @@ class Column:
     value_tok_s: float
     usd_per_hour: float
     chunks: tuple[tuple[int, int], ...]  # (group, GPUs) per node chunk
+    # per chunk (send, receive) NIC steps of its node (``solver.plan.nic``); () = none cross
+    nic_steps: tuple[tuple[int, int], ...] = ()
 
-    def chunk_counts(self) -> Counter:
-        return Counter(self.chunks)
+    def items(self, nic_groups: set[int] = frozenset()) -> list[tuple[int, object]]:
+        """(group, slot item) per chunk: its GPUs, or in ``nic_groups`` (groups where a NIC
+        row can bind) the triple (GPUs, send steps, receive steps)."""
+        steps = self.nic_steps or [(0, 0)] * len(self.chunks)
+        return [(g, (z, *st) if g in nic_groups else z) for (g, z), st in zip(self.chunks, steps)]
+
+    def chunk_counts(self, nic_groups: set[int] = frozenset()) -> Counter:
+        return Counter(self.items(nic_groups))
 
 
 @dataclass
@@ -72,21 +90,24 @@ def _quiet_stdout():
         os.close(devnull)
 
 
-def node_configs(sizes: list[int], gpus_per_node: int) -> list[tuple[int, ...]]:
-    """Maximal multisets of chunk ``sizes`` fitting one node (no further chunk fits)."""
-    sizes = sorted(set(sizes), reverse=True)
-    out: list[tuple[int, ...]] = []
+def node_configs(sizes: list, gpus_per_node: int) -> list[tuple]:
+    """Maximal multisets of chunk items fitting one node (no further item fits). An item is
+    a chunk size z, or (z, send steps, receive steps): then the steps of a node sum to at
+    most NIC_STEPS per direction as well (sum z <= GPUs per node)."""
+    items = sorted(set(sizes), reverse=True)
+    need = [(it, 0, 0) if isinstance(it, int) else it for it in items]
+    out: list[tuple] = []
 
-    def grow(prefix: tuple[int, ...], start: int, free: int) -> None:
+    def grow(prefix: tuple, start: int, free: tuple[int, int, int]) -> None:
         added = False
-        for i in range(start, len(sizes)):
-            if sizes[i] <= free:
+        for i in range(start, len(items)):
+            if all(n <= f for n, f in zip(need[i], free)):
                 added = True
-                grow(prefix + (sizes[i],), i, free - sizes[i])
-        if not added and (not sizes or free < sizes[-1]):
+                grow(prefix + (items[i],), i, tuple(f - n for f, n in zip(free, need[i])))
+        if not added and not any(all(n <= f for n, f in zip(nd, free)) for nd in need):
             out.append(prefix)
 
-    grow((), 0, gpus_per_node)
+    grow((), 0, (gpus_per_node, NIC_STEPS, NIC_STEPS))
     return out
 
 
@@ -108,11 +129,12 @@ class PlanMILP:
         self._replica_cap()
 
     def _variables(self) -> None:
+        self.nic_groups = {g for c in self.columns for (g, _), st in zip(c.chunks, c.nic_steps) if any(st)}
         self.y = {s: pulp.LpVariable(f"y_{s}", 0, self._copies_ub(c), cat="Integer")
                   for s, c in enumerate(self.columns)}
         self.configs = {}
         for g, gpn in enumerate(self.gpn):
-            sizes = [z for c in self.columns for (gg, z) in c.chunks if gg == g]
+            sizes = [it for c in self.columns for (gg, it) in c.items(self.nic_groups) if gg == g]
             if sizes:
                 self.configs[g] = node_configs(sizes, gpn)
         self.w = {(g, q): pulp.LpVariable(f"w_{g}_{i}", 0, self.nodes[g], cat="Integer")
@@ -137,15 +159,20 @@ class PlanMILP:
                           f"nodes_{g}")
 
     def _chunk_supply(self) -> None:
-        # sum_s a_{s,g,z} y_s <= sum_q mult_q(z) w_{g,q}  for every group g and chunk size z:
-        # every chunk a replica uses is a slot of some node's configuration
+        # sum_s a_{s,g,z} y_s <= sum_q mult_q(z) w_{g,q}  for every group g and chunk item z:
+        # every chunk a replica uses is a slot of some node's configuration. With NIC items
+        # z = (GPUs, send steps, receive steps) this is also the NIC capacity row: per node,
+        #   sum over its chunks of ceil(NIC_STEPS x demand_bytes_per_s / NIC bytes/s)
+        #   <= NIC_STEPS per direction,  demand = tokens/s x activation bytes per token,
+        # holds inside every configuration q (``node_configs``), so in every node.
         need: dict[tuple[int, int], list] = {}
         for s, c in enumerate(self.columns):
-            for key, n in c.chunk_counts().items():
+            for key, n in c.chunk_counts(self.nic_groups).items():
                 need.setdefault(key, []).append(n * self.y[s])
         for (g, z), terms in need.items():
             supply = pulp.lpSum(q.count(z) * self.w[(g, q)] for q in self.configs[g] if z in q)
-            self.prob += pulp.lpSum(terms) <= supply, f"chunks_{g}_{z}"
+            tag = z if isinstance(z, int) else "_".join(map(str, z))
+            self.prob += pulp.lpSum(terms) <= supply, f"chunks_{g}_{tag}"
 
     def _throughput_floor(self) -> None:
         # sum_s v_s y_s >= --min-throughput  (cost objective only)

@@ -22,6 +22,7 @@ from solver.plan.assign import evaluate_replica, place, share_batch
 from solver.plan.makespan import SharedBatchMaster
 from solver.plan.candidates import CostTable, pool_groups
 from solver.plan.milp import SOLVERS, Column, PlanMILP
+from solver.plan.nic import with_nic_steps
 from solver.plan.result import Plan, PlanResult
 from solver.plan.shapes import ShapeValue, evaluate
 from solver.plan.space import Bounds, enumerate_shapes
@@ -68,7 +69,7 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
 
 def shape_values(table: CostTable, bounds: Bounds, progress: bool = False,
                  per_signature: bool = True) -> list[ShapeValue]:
-    """Evaluated shapes, one per resource signature (the best one), best first. Shapes that
+    """Evaluated shapes, one per resource signature (``Shape.signature``: the best one), best first. Shapes that
     differ only in where their inter-node links fall share one evaluation. ``progress``: a
     bar on stderr once the work has taken 2 s. ``per_signature=False`` keeps every distinct
     layout (the SLO mode ranks layouts of the same GPUs by their SLO rate, not tokens/s)."""
@@ -87,10 +88,21 @@ def shape_values(table: CostTable, bounds: Bounds, progress: bool = False,
             continue
         if sv.shape != shape:
             sv = dataclasses.replace(sv, shape=shape)
-        key = tuple(sorted(shape.chunks())) if per_signature else shape.value_key()
+        key = shape.signature() if per_signature else shape.value_key()
         if key not in best or sv.throughput_tok_s > best[key].throughput_tok_s:
             best[key] = sv
     return sorted(best.values(), key=lambda v: -v.throughput_tok_s)
+
+
+def _best_per_chunks(values: list[ShapeValue]) -> list[ShapeValue]:
+    """The best of ``values`` (sorted best first) per multiset of chunks (group, GPUs)."""
+    seen, out = set(), []
+    for sv in values:
+        key = tuple(sorted(sv.shape.chunks()))
+        if key not in seen:
+            seen.add(key)
+            out.append(sv)
+    return out
 
 
 def _columns(table: CostTable, values: list[ShapeValue]) -> list[Column]:
@@ -131,9 +143,21 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
     over replicas); default: the replicas share it (``solver.plan.share``)."""
     if objective not in OBJECTIVES or solver not in SOLVERS:
         raise ValueError(f"objective in {OBJECTIVES}, solver in {SOLVERS}")
-    table, bounds, values = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks,
-                                    progress)
-    columns = _columns(table, values)
+    table, bounds, oriented = layouts(model, workload, cluster, profiles, runtime, extra_stages, max_blocks,
+                                      progress)
+    # the best layout per chunk multiset first; where a NIC row can bind, every orientation
+    # (which chunk sends, which receives: solver.plan.nic) is a column of its own
+    for values in (_best_per_chunks(oriented), oriented):
+        if batch_per_replica:
+            columns = with_nic_steps(table, _columns(table, values), [sv.throughput_tok_s for sv in values])
+        else:
+            copies = [heuristics.copies_that_fit(table, sv) if len({b.group for b in sv.shape.blocks}) == 1 else 0
+                      for sv in values]
+            master = SharedBatchMaster(table, values, _columns(table, values), max_replicas, solver,
+                                       time_limit_s, copies)
+            columns = master.columns
+        if not any(c.nic_steps for c in columns):
+            break
     pick = heuristics.best_homogeneous(table, values, objective, min_tok_s, max_replicas)
     if batch_per_replica:
         milp = PlanMILP(columns, [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups],
@@ -143,9 +167,6 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
             milp.warm_start(*start)
         sol = milp.solve(solver, time_limit_s, warm=start is not None)
     else:
-        copies = [heuristics.copies_that_fit(table, sv) if len({b.group for b in sv.shape.blocks}) == 1 else 0
-                  for sv in values]
-        master = SharedBatchMaster(table, values, columns, max_replicas, solver, time_limit_s, copies)
         sol = master.throughput() if objective == "throughput" else master.cost(min_tok_s)
     if sol is None or sol.status == "infeasible" or not sol.counts:
         raise InfeasibleError(_master_reason(table, values, objective, min_tok_s, max_replicas,
@@ -153,11 +174,12 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
                                              None if batch_per_replica else master))
     baselines = {"homogeneous": heuristics.homogeneous_plan(table, pick),
                  "greedy": heuristics.greedy_layer_filling(table, objective, min_tok_s, max_replicas)}
+    steps = {sv.shape: c.nic_steps for sv, c in zip(values, columns)}
     if batch_per_replica:
-        chosen = place(table, [(values[s], n) for s, n in sorted(sol.counts.items())], sol.node_configs)
+        chosen = place(table, [(values[s], n) for s, n in sorted(sol.counts.items())], sol.node_configs, steps)
     else:
         shared = master.replicas(sol.counts)
-        placed = place(table, [(sv, 1) for sv, _ in shared], sol.node_configs)
+        placed = place(table, [(sv, 1) for sv, _ in shared], sol.node_configs, steps)
         chosen = Plan(tuple(evaluate_replica(table, list(r.stages), r.shape, b)
                             for r, (_, b) in zip(placed.replicas, shared)),
                       workload.prompt_len + workload.output_len)

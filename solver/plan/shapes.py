@@ -72,6 +72,12 @@ class Shape:
         """(group, GPUs) of every node chunk, in pipeline (= vLLM rank) order."""
         return [(b.group, c * b.tp) for b in self.blocks for c in b.chunks]
 
+    def signature(self) -> tuple:
+        """What a copy takes from the pool: its chunks (group, GPUs) with whether each sends
+        to / receives from another node (the NIC rows see the direction), sorted."""
+        ch = self.chunks()
+        return tuple(sorted((g, z, i < len(ch) - 1, i > 0) for i, (g, z) in enumerate(ch)))
+
     def value_key(self) -> tuple:
         """What the throughput depends on: per block (group, TP, stages, nodes). Where in a
         block its inter-node links fall changes neither the stand-in nor

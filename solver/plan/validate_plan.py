@@ -11,7 +11,9 @@ tokens) + KV blocks for the concurrency the replica reports, at full context, <=
 gpu_memory_utilization x capacity, with at least one sequence; the concurrency, waves,
 throughput and $/h each replica reports equal ``estimate_pipeline`` on its placement
 (links: same node -> inside the node, else the cluster's NIC rate between the two nodes'
-groups).
+groups); every node's NIC carries, per direction, at most its nic_gbps: the sum over the
+replicas' links leaving (entering) the node of recomputed tokens/s x activation bytes per
+token (``solver.cost.stage.activation_bytes``), a time average over the run.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from solver.cost.engine_memory import stage_budget
 from solver.cost.memory import StageMemory, kv_bytes_per_token
 from solver.cost.pipeline import estimate_pipeline
 from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
-from solver.cost.stage import Stage
+from solver.cost.stage import Stage, activation_bytes
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile, profile_for
 from solver.inputs.workload import Workload
+from solver.units import GB
 
 # Relative tolerance on recomputed throughput: the same deterministic arithmetic, so only
 # float noise from summation order is allowed.
@@ -128,6 +131,7 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
             for g in cluster.node_groups}
     problems: list[str] = _share_problems(plan, workload)
     used: Counter = Counter()
+    nic: Counter = Counter()  # (node, "send" | "receive") -> bytes/s
     for r, rep in enumerate(plan.replicas):
         wl = dataclasses.replace(workload, batch=rep.batch) if plan.shared and rep.batch >= 1 else workload
         stages = list(rep.stages)
@@ -153,6 +157,11 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
             problems.append(f"replica {r}: reports concurrency {rep.concurrency} in waves {list(rep.waves)}, "
                             f"the serving model runs {est.concurrency.seqs} in {list(est.concurrency.waves)}")
         tok_s = est.throughput_tok_s
+        link_bytes_per_s = tok_s * activation_bytes(model, 1, wl, runtime)  # every token crosses once
+        for a, b in zip(stages, stages[1:]):
+            if a.node_id != b.node_id:
+                nic[(a.node_id, "send")] += link_bytes_per_s
+                nic[(b.node_id, "receive")] += link_bytes_per_s
         if abs(tok_s - rep.throughput_tok_s) > REL_TOL * max(tok_s, 1.0):
             problems.append(f"replica {r}: reports {rep.throughput_tok_s:.6g} tokens/s, recomputed {tok_s:.6g}")
         usd = sum(s.tp * (groups[s.group].usd_per_gpu_hour or 0.0) for s in stages)
@@ -162,6 +171,11 @@ def check_plan(plan, model: ModelSpec, workload: Workload, cluster: Cluster, pro
         g = groups.get(node.rsplit("/", 1)[0])
         if g is not None and n > g.gpus_per_node:
             problems.append(f"node {node}: {n} GPUs assigned, it has {g.gpus_per_node}")
+    for (node, way), load in sorted(nic.items()):
+        g = groups.get(node.rsplit("/", 1)[0])
+        if g is not None and load > g.nic_gbps * GB * (1 + REL_TOL):
+            problems.append(f"node {node}: its replicas {way} {load / GB:.6g} GB/s through the NIC, "
+                            f"it has {g.nic_gbps:g} GB/s per direction")
     return problems
 
 
