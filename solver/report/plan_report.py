@@ -185,6 +185,6 @@ def plan_human(payload: dict, title: str) -> str:
         node, way = max(((n, w) for n, d in p["nic_busy_share"].items() for w in d), key=lambda x: p["nic_busy_share"][x[0]][x[1]])
         out.append(f"note: replicas sharing node {node}'s NIC keep it busy {p['nic_busy_max'] * 100:.0f}% ({way}) in "
                    "decode: each replica's link time assumes the whole NIC, so their throughput is optimistic "
-                   "(NIC sharing is not a planner constraint)")
+                   "(the planner's NIC rows bound the run's average, not the decode peak)")
     out += [f"note: {n}" for n in p["notes"]]
     return "\n".join(out)
