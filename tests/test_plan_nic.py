@@ -150,3 +150,33 @@ def test_validator_refuses_an_overloaded_nic():
     assert problems == [f"node f/0: its replicas send {load / 1e9:.6g} GB/s through the NIC, "
                         f"it has {NIC_GBPS:g} GB/s per direction"]
     assert check_plan(Plan(reps[:1]), TINY, WORKLOAD, POOL, PROFILES) == []
+
+
+def _slo_loads(res, tokens_per_request: int) -> dict:
+    load: dict = {}
+    for rep in res.replicas:
+        stages, d = rep.placed.stages, rep.max_rate_per_s * tokens_per_request * BYTES_PER_TOKEN
+        for s, t in zip(stages, stages[1:]):
+            if s.node_id != t.node_id:
+                load[(s.node_id, "send")] = load.get((s.node_id, "send"), 0.0) + d
+                load[(t.node_id, "recv")] = load.get((t.node_id, "recv"), 0.0) + d
+    return load
+
+
+def test_slo_plan_keeps_each_nic_within_capacity(monkeypatch):
+    """SLO mode on the same pool, prompt 128 / output 128, targets loose enough that only
+    the links limit: a FIRSTLAST -> WIDE replica serves r req/s x 256 tokens x 16,384 B =
+    0.5015 MB/s at its most. Without NIC rows the headroom MILP puts two of them on f/0
+    (1.003 MB/s sent); with them every NIC stays <= 1 MB/s per direction at the replicas'
+    full rates (the router never sends a replica more)."""
+    import solver.plan.slo as slo
+    from solver.cost.online.slo import SLO
+    from solver.inputs.workload import Workload
+    wl = Workload(batch=8, prompt_len=128, output_len=128)
+    kw = dict(rate_per_s=0.01, slo=SLO(ttft_ms=1e7, tpot_ms=1e6), objective="headroom", simulate_check=False)
+    with monkeypatch.context() as m:
+        m.setattr(slo, "with_nic_steps", lambda table, columns, rates: columns)
+        off = _slo_loads(slo.plan_slo(TINY, wl, POOL, PROFILES, **kw), 256)
+    assert off[("f/0", "send")] == pytest.approx(1.003e6, rel=1e-3)
+    on = _slo_loads(slo.plan_slo(TINY, wl, POOL, PROFILES, **kw), 256)
+    assert on and max(on.values()) <= NIC_GBPS * 1e9

@@ -41,7 +41,7 @@ def brute_force_cost(cluster, rate):
         table = CostTable(TINY, WORKLOAD, pool_groups(cluster, [FAST, SLOW]), cluster, "vllm")
         values = shape_values(table, Bounds.default(TINY.num_layers, cluster.num_gpus, None, -1),
                               per_signature=False)  # every distinct layout: nothing pruned
-        cols = _columns(table, values, column_rates(table, values, Traffic(512, 128, rate_per_s=rate), SLO_T))
+        cols = _columns(table, values, column_rates(table, values, Traffic(512, 128, rate_per_s=rate), SLO_T), 640)
     cols = [c for c in cols if c.value_tok_s > 0]
     best = []
 

@@ -33,6 +33,7 @@ from solver.inputs.workload import Workload
 from solver.plan.assign import place, replica_stages
 from solver.plan.candidates import CostTable
 from solver.plan.milp import Column, PlanMILP
+from solver.plan.nic import with_nic_steps
 from solver.plan.planner import layouts
 from solver.plan.result import PlacedReplica
 from solver.plan.shapes import ShapeValue, shape_stages
@@ -101,10 +102,14 @@ def best_per_signature(values: list[ShapeValue], rates: list[RateAtSLO]) -> tupl
     return [values[i] for i in keep], [rates[i] for i in keep]
 
 
-def _columns(table: CostTable, values: list[ShapeValue], rates: list[RateAtSLO]) -> list[Column]:
+def _columns(table: CostTable, values: list[ShapeValue], rates: list[RateAtSLO],
+             tokens_per_request: float) -> list[Column]:
+    """Columns with NIC rows (``solver.plan.nic``) at each layout's most requests/s x tokens
+    per request: the router never sends a replica more than its rate."""
     gpn = [g.gpus_per_node for g in table.groups]
-    return [Column(r.rate_per_s, sum(b.tp * b.stages * table.groups[b.group].usd_per_gpu_hour for b in v.shape.blocks),
+    cols = [Column(r.rate_per_s, sum(b.tp * b.stages * table.groups[b.group].usd_per_gpu_hour for b in v.shape.blocks),
                    tuple(v.shape.chunks(gpn))) for v, r in zip(values, rates)]
+    return with_nic_steps(table, cols, [r.rate_per_s * tokens_per_request for r in rates])
 
 
 def infeasible_reason(rates: list[RateAtSLO], slo: SLO, rate: float, capacity: float | None) -> str:
@@ -139,8 +144,8 @@ def plan_slo(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: l
         nodes, gpn = [g.nodes for g in table.groups], [g.gpus_per_node for g in table.groups]
         verified: set[int] = set()
         for _ in range(MAX_VERIFY_ROUNDS):
-            sol, capacity = _solve(table, values, rates, nodes, gpn, objective, rate_per_s, max_replicas,
-                                   time_limit_s, solver)
+            cols = _columns(table, values, rates, sum(traffic.mean_lengths()))
+            sol, capacity = _solve(cols, nodes, gpn, objective, rate_per_s, max_replicas, time_limit_s, solver)
             if sol is None:
                 raise InfeasibleError(infeasible_reason(rates, slo, rate_per_s, capacity))
             todo = [s for s in sol.counts if s not in verified]
@@ -151,7 +156,7 @@ def plan_slo(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: l
                                               traffic, slo, simulate_check=True)
                 verified.add(s)
         picks = [(values[s], n) for s, n in sorted(sol.counts.items())]
-        chosen = place(table, picks, sol.node_configs)
+        chosen = place(table, picks, sol.node_configs, {v.shape: c.nic_steps for v, c in zip(values, cols)})
         col_rate = [rates[s] for s, n in sorted(sol.counts.items()) for _ in range(n)]
         replicas = _router(table, chosen.replicas, col_rate, rate_per_s, traffic)
     notes = [] if set(sol.counts) <= verified or not simulate_check else \
@@ -161,9 +166,8 @@ def plan_slo(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: l
                          len(values), sol.solve_s, sol.gap, notes, bounds.describe(model.num_layers, runtime))
 
 
-def _solve(table, values, rates, nodes, gpn, objective, rate, max_replicas, time_limit_s, solver):
+def _solve(cols, nodes, gpn, objective, rate, max_replicas, time_limit_s, solver):
     """(solution or None, the pool's best total rate when the floor is out of reach)."""
-    cols = _columns(table, values, rates)
     if objective == "cost":
         sol = PlanMILP(cols, nodes, gpn, "cost", rate, max_replicas).solve(solver, time_limit_s)
         if sol.status in ("optimal", "feasible") and sol.counts:
