@@ -93,6 +93,16 @@ def test_gemm_beyond_the_table_is_blocks(ops_profile):
     assert s == pytest.approx(4 * 3 * 100e-6) and src.startswith("synthetic")
 
 
+def test_weight_only_gemm_streams_its_own_bytes(ops_profile):
+    """A 4-bit weight-only GEMM (bf16 matmul, 0.5 B per weight) skips the bf16 table (which
+    streams 16-bit weights: 10 us here) for the roofline with its own bytes: m=1, n=k=1000:
+    read 1*1000*2 + 1000*1000*0.5 + 1*1000*2 = 504,000 B at 1000 GB/s x 0.5 = 1.008 us;
+    compute 2e6 FLOP at 1000 TFLOP/s x 0.5 = 0.004 us; memory-bound: 1.008 us."""
+    tab = tables_for(ops_profile.ops, "vllm")
+    s, src = gemm_s(ops_profile, tab, 1, 1000, 1000, "bf16", 2, 0.5)
+    assert s == pytest.approx(1.008e-6) and "weight-only" in src
+
+
 def test_gemm_below_the_table_warns(ops_profile):
     tab = tables_for(ops_profile.ops, "vllm")
     with warnings.catch_warnings(record=True) as w:

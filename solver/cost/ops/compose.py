@@ -28,6 +28,7 @@ from solver.cost import comm
 from solver.cost.compute import expert_bytes, experts_touched
 from solver.cost.memory import kv_heads_per_gpu, padded_vocab
 from solver.cost.ops.lookup import allreduce_s, attention_s, elementwise_s, gemm_s, moe_s
+from solver.inputs.capability import matmul_dtype
 from solver.inputs.model import LayerKind, ModelSpec
 from solver.inputs.ops_profile import OpTables
 from solver.inputs.profile import Profile
@@ -99,6 +100,21 @@ def layer_gemms(model: ModelSpec, tp: int, tokens: float, kind: LayerKind | None
 
 
 EXPERT_GEMMS = ("expert_gate_up", "expert_down")
+# the tensor group (solver/inputs/quant.py GROUPS) whose weights each GEMM reads
+GEMM_GROUP = {"qkv_proj": "attn", "o_proj": "attn", "gate_up_proj": "mlp", "down_proj": "mlp",
+              "router": "router", "expert_gate_up": "experts", "expert_down": "experts",
+              "shared_gate_up": "shared_experts", "shared_down": "shared_experts"}
+
+
+def gemm_format(profile: Profile, workload: Workload, group: str) -> tuple[str, int, float]:
+    """(matmul dtype, activation bytes, bytes per weight) of a GEMM reading ``group``'s
+    weights: a group the checkpoint leaves in 16 bits runs at the activation dtype; a
+    quantized one at the scheme's compute dtype where the GPU runs it natively, else at the
+    16-bit dtype with the scheme's narrower weights (weight-only kernels)."""
+    w_bytes = workload.weight_bytes.bytes_for(group)
+    p = workload.act_bytes
+    dtype = workload.act_dtype if w_bytes >= p else matmul_dtype(profile, workload)
+    return dtype, p, w_bytes
 
 
 def fused_moe(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
@@ -131,11 +147,11 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     """One decoder layer's ops on one rank, for ``step`` (``kind``: the last layer's). A
     windowed layer attends to at most ``kind.window`` tokens."""
     kind = model.layers[-1] if kind is None else kind
-    t_tok, p, dtype = step.tokens, workload.act_bytes, workload.dtype
+    t_tok, p, dtype = step.tokens, workload.act_bytes, matmul_dtype(profile, workload)
     cap = (lambda x: min(x, kind.window)) if kind.window else (lambda x: x)
     ops, experts = [], []
     for name, m, n, k, calls in layer_gemms(model, tp, t_tok, kind):
-        s, src = gemm_s(profile, tables, m, n, k, dtype, p)
+        s, src = gemm_s(profile, tables, m, n, k, *gemm_format(profile, workload, GEMM_GROUP[name]))
         (experts if name in EXPERT_GEMMS else ops).append(OpTime(name, "gemm", s, calls, src))
     routed_act = 1.0  # the routed experts' gated activation as its own kernel; 0 inside a measured fused-MoE call
     if experts:
@@ -204,7 +220,7 @@ def stage_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
                           "collectives fit / network block"))
     if last:
         vocab = padded_vocab(model)
-        s, src = gemm_s(profile, tables, step.rows, vocab / tp, h, workload.dtype, p)
+        s, src = gemm_s(profile, tables, step.rows, vocab / tp, h, *gemm_format(profile, workload, "lm_head"))
         ops.append(OpTime("lm_head", "gemm", s, 1, src))
         if tp > 1:
             ops.append(OpTime("logits_all_gather", "all_gather",

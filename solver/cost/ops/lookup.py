@@ -35,11 +35,17 @@ def _lookup(profile: Profile, grid: Grid, what: str, point: tuple[float, ...]) -
 
 
 def gemm_s(profile: Profile, tables: OpTables | None, m: float, n: float, k: float, dtype: str,
-           act_bytes: int) -> tuple[float, str]:
-    """One (m x k) @ (k x n) GEMM with ``dtype`` weights. fp16 reads the bf16 table (same
-    tensor-core rate) when it has none of its own; fp8 without an fp8 table is the roofline."""
+           act_bytes: int, weight_bytes: float | None = None) -> tuple[float, str]:
+    """One (m x k) @ (k x n) GEMM whose matmuls run at ``dtype`` (a ``gpu.peak_tflops`` key:
+    ``capability.matmul_dtype``) with ``weight_bytes`` per weight (default: ``act_bytes``, or 1
+    for fp8). fp16 reads the bf16 table (same tensor-core rate) when it has none of its own;
+    fp8 without an fp8 table is the roofline. A weight-only scheme (weights narrower than the
+    16-bit matmul dtype: AWQ/GPTQ/Marlin fp8/fp4 below their native SM) has no table of its own
+    -- a 16-bit table would stream 16-bit weights -- so it is the roofline with its own bytes."""
+    w_bytes = weight_bytes if weight_bytes is not None else (act_bytes if dtype != "fp8" else 1)
+    weight_only = w_bytes < act_bytes and dtype in ("bf16", "fp16")
     grid = None
-    if tables is not None:
+    if tables is not None and not weight_only:
         grid = tables.gemm.get(dtype) or (tables.gemm.get("bf16") if dtype == "fp16" else None) \
             or (tables.gemm.get("fp16") if dtype == "bf16" else None)
     if grid is not None:
@@ -49,9 +55,8 @@ def gemm_s(profile: Profile, tables: OpTables | None, m: float, n: float, k: flo
         blocks = [max(1, math.ceil(x / ax[-1])) for x, ax in zip((m, n, k), grid.axes)]
         t = _lookup(profile, grid, f"{tables.key} gemm {dtype}", (m / blocks[0], n / blocks[1], k / blocks[2]))
         return blocks[0] * blocks[1] * blocks[2] * t, _src(grid)
-    w_bytes = act_bytes if dtype != "fp8" else 1
     read = m * k * act_bytes + k * n * w_bytes + m * n * act_bytes
-    return roofline_s(profile, 2.0 * m * n * k, read, dtype), FALLBACK
+    return roofline_s(profile, 2.0 * m * n * k, read, dtype), FALLBACK + (" (weight-only scheme)" if weight_only else "")
 
 
 def _nearest(entries: tuple[AttentionTable, ...], heads: int, kv_heads: int, head_dim: int):
