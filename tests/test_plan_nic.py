@@ -167,8 +167,9 @@ def test_slo_plan_keeps_each_nic_within_capacity(monkeypatch):
     """SLO mode on the same pool, prompt 128 / output 128, targets loose enough that only
     the links limit: a FIRSTLAST -> WIDE replica serves r req/s x 256 tokens x 16,384 B =
     0.5015 MB/s at its most. Without NIC rows the headroom MILP puts two of them on f/0
-    (1.003 MB/s sent); with them every NIC stays <= 1 MB/s per direction at the replicas'
-    full rates (the router never sends a replica more)."""
+    (1.003 MB/s sent); with them it turns one around (WIDE -> FIRSTLAST, a column of its own)
+    and every NIC stays <= 1 MB/s per direction at the replicas' full rates (the router
+    never sends a replica more)."""
     import solver.plan.slo as slo
     from solver.cost.online.slo import SLO
     from solver.inputs.workload import Workload
@@ -179,4 +180,5 @@ def test_slo_plan_keeps_each_nic_within_capacity(monkeypatch):
         off = _slo_loads(slo.plan_slo(TINY, wl, POOL, PROFILES, **kw), 256)
     assert off[("f/0", "send")] == pytest.approx(1.003e6, rel=1e-3)
     on = _slo_loads(slo.plan_slo(TINY, wl, POOL, PROFILES, **kw), 256)
-    assert on and max(on.values()) <= NIC_GBPS * 1e9
+    assert max(on.values()) <= NIC_GBPS * 1e9  # one replica turned around: f/0 sends and receives 0.5015
+    assert on[("f/0", "send")] == pytest.approx(0.5015e6, rel=1e-3) == on[("f/0", "recv")]

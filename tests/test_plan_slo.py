@@ -149,7 +149,7 @@ def test_best_per_signature_keeps_the_highest_slo_rate():
     from solver.plan.slo import best_per_signature
 
     def v(chunks):
-        return NS(shape=NS(chunks=lambda c=chunks: list(c)))
+        return NS(shape=NS(chunks=lambda c=chunks: list(c), signature=lambda c=chunks: tuple(sorted(c))))
     values = [v([(0, 8)]), v([(0, 8)]), v([(0, 4)])]
     rates = [NS(rate_per_s=0.9), NS(rate_per_s=1.5), NS(rate_per_s=0.8)]
     kept, kept_rates = best_per_signature(values, rates)

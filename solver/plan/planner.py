@@ -169,7 +169,7 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
     else:
         sol = master.throughput() if objective == "throughput" else master.cost(min_tok_s)
     if sol is None or sol.status == "infeasible" or not sol.counts:
-        raise InfeasibleError(_master_reason(table, values, objective, min_tok_s, max_replicas,
+        raise InfeasibleError(_master_reason(table, columns, objective, min_tok_s, max_replicas,
                                              sol.status if sol else "infeasible",
                                              None if batch_per_replica else master))
     baselines = {"homogeneous": heuristics.homogeneous_plan(table, pick),
@@ -206,10 +206,10 @@ def _plan(model: ModelSpec, workload: Workload, cluster: Cluster, profiles: list
                       search_space=bounds.describe(model.num_layers, runtime), validator=verdict)
 
 
-def _master_reason(table, values, objective, min_tok_s, max_replicas, status, shared=None) -> str:
+def _master_reason(table, columns, objective, min_tok_s, max_replicas, status, shared=None) -> str:
     if objective == "cost":
         best = shared.throughput() if shared is not None else PlanMILP(
-            _columns(table, values), [g.nodes for g in table.groups],
+            columns, [g.nodes for g in table.groups],
             [g.gpus_per_node for g in table.groups], "throughput", 0.0, max_replicas).solve()
         top = (best.objective if best is not None else 0.0) or 0.0
         return (f"--min-throughput {min_tok_s:,.0f} tokens/s is out of reach: the pool gives at most "

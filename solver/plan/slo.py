@@ -95,7 +95,7 @@ def best_per_signature(values: list[ShapeValue], rates: list[RateAtSLO]) -> tupl
     with the highest SLO rate (e.g. TP8 beats TP4 x PP2 on TPOT where tokens/s says otherwise)."""
     best: dict[tuple, int] = {}
     for i, v in enumerate(values):
-        key = tuple(sorted(v.shape.chunks()))
+        key = v.shape.signature()  # chunks with their NIC direction (solver.plan.nic)
         if key not in best or rates[i].rate_per_s > rates[best[key]].rate_per_s:
             best[key] = i
     keep = sorted(best.values())
