@@ -24,8 +24,10 @@ import sys
 from pathlib import Path
 
 from calibrate.memory import fit as mem_fit
+from calibrate.memory import phases
 from calibrate.memory.report import _prefill_pred
 from calibrate.profile_io import atomic_write_text
+from solver.cost.activation import phase_terms
 from solver.errors import InputError
 from solver.inputs.fields import load_json
 from solver.inputs.profile import load_profiles, profile_for
@@ -58,6 +60,15 @@ def _decode_pred_s(prof: dict, r: dict) -> float | None:
     return r["layers"] * x / (hbm * eff)
 
 
+def _activation_pred(act: dict, r: dict) -> float:
+    """The shipped activation model's peak for a measured row: a max over phases
+    (``phases_max_v1``) or the v1 sum of terms (``coef``)."""
+    if act.get("model") == "phases_max_v1":
+        terms = phase_terms(mem_fit.row_model(r), r["tp"], r["batch"], r["seq"], r["dtype_bytes"])
+        return phases.predict(act["phases"], terms)[0]
+    return mem_fit.predict_activation(act["coef"], r)
+
+
 def compare_rows(prof: dict, rows: list[dict]) -> list[str]:
     """Lines: the shipped profile's predictions of measured rows, by quantity."""
     pre = [r for r in rows if r["phase"] == "prefill" and r.get("time_ms")]
@@ -72,7 +83,7 @@ def compare_rows(prof: dict, rows: list[dict]) -> list[str]:
     act = prof.get("memory", {}).get("activation_peak")
     runtime = rows[0]["runtime"] if rows else ""
     if act and act.get("runtime", "").split("-")[0] == runtime.split("-")[0]:
-        errs = [mem_fit.predict_activation(act["coef"], r) / mem_fit.activation_target(r) - 1
+        errs = [_activation_pred(act, r) / mem_fit.activation_target(r) - 1
                 for r in pre if mem_fit.activation_target(r) > 0]
         out.append(f"- activation peak minus KV ({act['runtime']} model): {_stats(errs)}")
     else:

@@ -64,3 +64,18 @@ def test_dry_run_nccl_and_report(tmp_path):
     assert "## NCCL at world size 1" in text and "## Op sweep" in text
     r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], capture_output=True, text=True)
     assert r.returncode == 2 and "not empty" in r.stderr  # results are never overwritten
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash, timeout")
+def test_dry_run_hf_memory_report_uses_the_shipped_phases_model(tmp_path):
+    """The HF memory step's rows are compared with the shipped H100 activation model, a max over
+    phases (``phases_max_v1``, no ``coef``): the report step must predict with it, not crash."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_ONLY": "mem_hf report", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = (out / "report.md").read_text()
+    assert "activation peak minus KV (transformers-5.17-sdpa model): mean |err|" in report
