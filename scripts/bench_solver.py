@@ -62,7 +62,7 @@ def profiles(tmp: Path):
     for gpu in ("A100-40GB", "A10G", "V100", "L40S"):
         if not any(p.matches(gpu) for p in have):
             out = tmp / f"{gpu}.json"
-            subprocess.run([str(ROOT / ".venv/bin/calibrate"), "init", "--gpu", gpu, "--out", str(out)],
+            subprocess.run([sys.executable, "-m", "calibrate.cli", "init", "--gpu", gpu, "--out", str(out)], cwd=ROOT,
                            check=True, capture_output=True)
             have.append(load_profile(out))
     return have
