@@ -2,7 +2,7 @@
 
     python scripts/profile_ops.py --out-dir profiles/raw [--models llama3-70b,llama3-8b] [--tp 1,2,4,8]
     python scripts/profile_ops.py --dry-run --out-dir /tmp/raw        # CPU: synthetic, labelled
-    calibrate fit-ops profiles/raw/ops_<gpu>.csv --out profiles/my_gpu.json --runtime native
+    calibrate fit-ops profiles/raw/ops_<gpu>.csv --out profiles/my_gpu.json --gpu <gpu> --runtime native
 
 Sweeps, each timed with CUDA events (warm-up, then the median of --iters runs):
 - GEMM: every m = 2^i up to --max-m against the product of the n and k values the models'

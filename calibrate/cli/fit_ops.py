@@ -9,6 +9,7 @@ from pathlib import Path
 from calibrate.defaults import skeleton
 from calibrate.ops.tables import build_ops
 from calibrate.profile_io import command_line, merge_sections, read_profile_dict, write_profile
+from calibrate.profile_rules import check_proxy, check_synthetic
 from calibrate.ops.sweep import COLUMNS
 from solver.errors import InputError
 from solver.inputs.fields import load_json, read_text
@@ -25,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="profile JSON to merge into (created with --gpu if missing)")
     p.add_argument("--gpu", default=None, help="GPU of a new profile (datasheet name or alias)")
     p.add_argument("--runtime", default="native", help="runtime key of the tables (default native: torch kernels)")
+    p.add_argument("--proxy-reason", help="required when the raw data's GPU (its .meta.json) differs from the "
+                                          "profile's: why its op times stand for this GPU (goes into ref)")
     p.set_defaults(func=run)
 
 
@@ -49,12 +52,18 @@ def run(args) -> int:
     ref = (f"scripts/profile_ops.py raw data {Path(args.csv).name} ({meta.get('gpu', '?')}, torch "
            f"{meta.get('torch', '-')}, CUDA {meta.get('cuda', '-')}, driver {meta.get('driver', '-')}, "
            f"{meta.get('created', '')})")
-    ops = build_ops(rows, source, ref, args.runtime)
+    synthetic = source == "synthetic"
     base = read_profile_dict(args.out)
     if base is None:
         if not args.gpu:
             raise InputError(args.out, "", "does not exist; pass --gpu to create it")
-        base = skeleton(args.gpu, command=command_line())
+        base = skeleton(args.gpu, command=command_line(), synthetic=synthetic)
+    else:
+        check_synthetic(base, synthetic, args.out, "synthetic op times (scripts/profile_ops.py --dry-run)")
+    if not base.get("provenance", {}).get("synthetic"):
+        proxy = check_proxy(meta.get("gpu", ""), base["gpu"]["name"], args.proxy_reason, args.csv)
+        ref = f"{ref}; {proxy}" if proxy else ref
+    ops = build_ops(rows, source, ref, args.runtime)
     update = {"ops": {args.runtime: ops}, "provenance": {"command": command_line(), "raw": [args.csv],
                                                          "summary": ref}}
     data = merge_sections(base, update, ("ops",))

@@ -15,9 +15,9 @@ from calibrate import published
 from calibrate.nccl.fit import ERROR_WINDOW, Fit, fit_group, round_sig
 from calibrate.defaults import skeleton
 from calibrate.profile_io import merge_sections, read_profile_dict, write_profile
+from calibrate.profile_rules import check_proxy, check_synthetic, published_match  # noqa: F401 (re-exported)
 from calibrate.nccl.raw import RawPoint, groups
 from solver.errors import InputError
-from solver.inputs.profile_records import normalize_gpu_name
 
 
 def group_ranks(text: str) -> int:
@@ -145,11 +145,10 @@ def write_collectives(out: str | Path, entries: list[dict], prov: dict, *, gpu: 
         if not gpu:
             raise InputError(str(out), "", "profile does not exist; pass --gpu to start it from the datasheet")
         base = skeleton(gpu, command=command, synthetic=synthetic)
-    elif synthetic and not base.get("provenance", {}).get("synthetic"):
-        raise InputError(str(out), "provenance.synthetic", "test (gloo/CPU) numbers only go into a profile "
-                                                           "created as synthetic (calibrate init --synthetic)")
-    elif gpu and not published_match(base, gpu):
-        raise InputError(str(out), "gpu.name", f"profile is for {base['gpu']['name']!r}, not --gpu {gpu!r}")
+    else:
+        check_synthetic(base, synthetic, str(out), "test (gloo/CPU) numbers")
+        if gpu and not published_match(base, gpu):
+            raise InputError(str(out), "gpu.name", f"profile is for {base['gpu']['name']!r}, not --gpu {gpu!r}")
     prov = _accumulate(base, prov)
     data = merge_sections(base, {"collectives": entries, "provenance": prov}, ("collectives",))
     write_profile(out, data)
@@ -163,23 +162,3 @@ def _accumulate(base: dict, prov: dict) -> dict:
     runs = [r for r in old.get("runs", [old] if old.get("command") else [])
             if not set(r.get("raw", [])) & set(prov.get("raw", []))]
     return {"runs": runs + [prov], "summary": "collective fits; one record per run or import"}
-
-
-def check_proxy(data_gpu: str, profile_gpu: str | None, reason: str | None, where: str) -> str:
-    """'' when the data's GPU is the profile's (by datasheet entry or normalised name), the
-    proxy note for ``ref`` when ``reason`` says why another GPU stands for it; else an error."""
-    if not data_gpu or not profile_gpu:
-        return ""
-    a, b = published.find(data_gpu), published.find(profile_gpu)
-    if (a and b and a[0] == b[0]) or normalize_gpu_name(data_gpu) == normalize_gpu_name(profile_gpu):
-        return ""
-    if not reason:
-        raise InputError(where, "gpu", f"data measured on {data_gpu!r}, profile is {profile_gpu!r}; "
-                                       "pass --proxy-reason to say why it stands for this GPU")
-    return f"measured on {data_gpu}, used for {profile_gpu}: {reason}"
-
-
-def published_match(profile: dict, gpu: str) -> bool:
-    names = {normalize_gpu_name(n) for n in [profile["gpu"]["name"], *profile["gpu"].get("aliases", [])]}
-    found = published.find(gpu)
-    return normalize_gpu_name(gpu) in names or (found is not None and normalize_gpu_name(found[0]) in names)
