@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from solver.cli_common import atomic_write_text, check_out_arg, collect_warnings, emit, positive_float, workload_from
 from solver.cost.online.slo import SLO
@@ -46,6 +47,12 @@ def run_slo(args, model_ref) -> int:
     workload = workload_from(args, model)
     hist = read_histogram(args.lengths) if args.lengths else ()
     traffic = Traffic(workload.prompt_len, workload.output_len, rate_per_s=args.request_rate, histogram=hist)
+    if hist:  # the engine must admit the histogram's longest request (max_model_len, KV per sequence)
+        workload = replace(workload, longest_len=traffic.max_context())
+        if args.max_model_len is not None and args.max_model_len < workload.longest_len:
+            raise InputError(args.lengths, "prompt_len + output_len",
+                             f"longest request is {workload.longest_len} tokens, over --max-model-len "
+                             f"{args.max_model_len}: vLLM would reject it")
     cluster = load_cluster(args.cluster)
     profiles = load_profiles(args.profile)
     check_out_arg(args.out)

@@ -154,3 +154,26 @@ def test_best_per_signature_keeps_the_highest_slo_rate():
     rates = [NS(rate_per_s=0.9), NS(rate_per_s=1.5), NS(rate_per_s=0.8)]
     kept, kept_rates = best_per_signature(values, rates)
     assert [r.rate_per_s for r in kept_rates] == [1.5, 0.8] and kept == [values[1], values[2]]
+
+
+def test_slo_launch_line_admits_the_longest_histogram_request(tmp_path, capsys):
+    """--lengths rows (512+64) and (4096+512): the launch line's --max-model-len is the longest
+    request, 4096 + 512 = 4608, not the fixed --prompt-len 2048 + --output-len 256 = 2304; a
+    --max-model-len below it (4000 < 4608) is refused."""
+    import json
+    from tests.conftest import FIXTURES
+    cl = tmp_path / "c.yaml"
+    cl.write_text("name: t\nnode_groups:\n  - {name: a, count: 1, gpu: SYN-80, gpus_per_node: 2, interconnect: nvlink,"
+                  " nic_gbps: 25, usd_per_gpu_hour: 1}\n")
+    hist = tmp_path / "h.csv"
+    hist.write_text("prompt_len,output_len,weight\n512,64,3\n4096,512,1\n")
+    args = ["plan", "--profile", str(FIXTURES / "synthetic_profile.json"), "--model", "llama3-8b",
+            "--cluster", str(cl), "--request-rate", "0.5", "--tpot-ms", "60", "--prompt-len", "2048",
+            "--output-len", "256", "--lengths", str(hist), "--no-simulate", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    cmds = [r["vllm"]["command"] for r in out["replicas"]]
+    assert cmds and all("--max-model-len 4608 " in c for c in cmds)
+    assert main([*args, "--max-model-len", "4000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "longest request is 4608 tokens" in err[0]

@@ -43,8 +43,8 @@ DEFAULTS = {
 class ServingConfig:
     """Engine settings and overheads for one deployment (seconds, fractions, counts).
 
-    ``max_model_len`` None: the workload's prompt + output (a deployment sized for its
-    workload); ``enable_chunked_prefill`` / ``max_num_batched_tokens`` None: vLLM's rule for
+    ``max_model_len`` None: the workload's longest sequence (``Workload.max_len``: prompt +
+    output, or the longest request of a length histogram; a deployment sized for its workload); ``enable_chunked_prefill`` / ``max_num_batched_tokens`` None: vLLM's rule for
     ``version`` (solver/cost/engine_settings.py), resolved against that length."""
     gpu_memory_utilization: float
     max_num_seqs: int
@@ -62,7 +62,7 @@ class ServingConfig:
     sources: tuple[tuple[str, str], ...] = ()  # (setting, where its value comes from)
 
     def model_len(self, workload: Workload) -> int:
-        return self.max_model_len if self.max_model_len is not None else workload.context_len
+        return self.max_model_len if self.max_model_len is not None else workload.max_len
 
     def chunked(self, workload: Workload) -> bool:
         """V1 runs chunked prefill whatever the flag says (engine_settings.RULES["v1_chunked"])."""

@@ -25,6 +25,9 @@ class Workload:
     # vLLM --enable-expert-parallel: each MoE layer places E/t whole experts per rank of the
     # TP group and exchanges tokens with two all-to-alls instead of one all-reduce.
     expert_parallel: bool = False
+    # Tokens (prompt + output) of the longest request when lengths vary (a --lengths
+    # histogram); 0: every request is prompt_len + output_len.
+    longest_len: int = 0
 
     def __post_init__(self):
         for name in ("batch", "prompt_len"):
@@ -33,6 +36,8 @@ class Workload:
                 raise InputError("", f"--{name.replace('_', '-')}", f"must be an integer >= 1, got {v!r}")
         if isinstance(self.output_len, bool) or not isinstance(self.output_len, int) or self.output_len < 0:
             raise InputError("", "--output-len", f"must be an integer >= 0, got {self.output_len!r}")
+        if isinstance(self.longest_len, bool) or not isinstance(self.longest_len, int) or self.longest_len < 0:
+            raise InputError("", "--lengths", f"longest request must be an integer >= 0 tokens, got {self.longest_len!r}")
         if self.dtype not in WEIGHT_DTYPES:
             raise InputError("", "--dtype", f"must be one of {', '.join(WEIGHT_DTYPES)}, got {self.dtype!r}")
         if self.kv_dtype and self.kv_dtype not in KV_DTYPES:
@@ -61,3 +66,9 @@ class Workload:
     def context_len(self) -> int:
         """Tokens a sequence holds in KV cache at its end."""
         return self.prompt_len + self.output_len
+
+    @property
+    def max_len(self) -> int:
+        """Longest sequence the engine must admit (vLLM's max_model_len unless set): the
+        longest request of a length histogram, else prompt + output."""
+        return self.longest_len or self.context_len

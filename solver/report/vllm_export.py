@@ -67,7 +67,7 @@ def _engine_flags(workload, serving) -> str:
     if workload.expert_parallel:
         flags.append("--enable-expert-parallel")
     if serving is None:
-        flags.append(f"--max-model-len {workload.context_len}")
+        flags.append(f"--max-model-len {workload.max_len}")
         return " ".join(flags)
     # exactly the engine settings the prediction assumed (solver.cost.serving.ServingConfig.resolved)
     eng = serving.resolved(workload)
