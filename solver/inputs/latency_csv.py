@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from solver.errors import InputError
 from solver.inputs.fields import read_text
+from solver.inputs.validation_csv import _Row
 
 COLUMNS = ("id", "split", "gpu", "model", "tp", "pp", "runtime", "dtype", "batch", "input_len", "output_len",
            "latency_s", "source")
@@ -44,18 +45,14 @@ def read_latency_rows(path: str) -> list[LatencyRow]:
     if missing:
         raise InputError(path, missing[0], "required column is missing")
     out = []
-    for i, r in enumerate(reader, start=1):
-        def num(col: str, kind=int, lo: float = 1):
-            try:
-                v = kind(r[col])
-            except (TypeError, ValueError):
-                raise InputError(path, f"row {i}, {col}", f"must be a number, got {r[col]!r}") from None
-            if not v >= lo:
-                raise InputError(path, f"row {i}, {col}", f"must be >= {lo:g}, got {v!r}")
-            return v
-        if r["split"] not in SPLITS:
-            raise InputError(path, f"row {i}, split", f"must be one of {', '.join(SPLITS)}, got {r['split']!r}")
-        out.append(LatencyRow(r["id"], r["split"], r["gpu"], r["model"], num("tp"), num("pp"), r["runtime"],
-                              r["dtype"] or "bf16", num("batch"), num("input_len"), num("output_len"),
-                              num("latency_s", float, 1e-9), r["source"]))
+    for i, data in enumerate(reader, start=1):
+        r = _Row(path, i, reader.line_num, data)
+        split = r.text("split")
+        if split not in SPLITS:
+            raise r.error("split", f"must be one of {', '.join(SPLITS)}, got {split!r}")
+        out.append(LatencyRow(r.text("id", False), split, r.text("gpu"), r.text("model"), r.number("tp", int, 1),
+                              r.number("pp", int, 1), r.text("runtime", False), r.text("dtype", False) or "bf16",
+                              r.number("batch", int, 1), r.number("input_len", int, 1),
+                              r.number("output_len", int, 1), r.number("latency_s", float, 1e-9),
+                              r.text("source", False)))
     return out
