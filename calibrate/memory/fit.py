@@ -250,6 +250,21 @@ def value_range(rows: list[dict], **getters) -> dict:
     return out
 
 
+def activation_fit_fields(used: list[dict], held_err: list[float], fit_err: list[float], holdout_spec: str,
+                          selection: dict) -> dict:
+    """The ``range`` and ``fit_error`` of a ``memory.activation_peak`` record (any model) fitted
+    on ``used`` rows, its error over the held-out rows and over the fitted ones."""
+    held, infit = error_summary(held_err), error_summary(fit_err)
+    return {
+        "range": value_range(used, tokens=lambda r: r["batch"] * r["seq"], tp="tp", hidden="hidden",
+                             ffn="ffn", layers="layers", batch="batch", seq="seq"),
+        "fit_error": {"max_rel": held["max_rel"], "mean_rel": held["mean_rel"], "held_out": held["n"],
+                      "fit_points": infit["n"], "in_fit_max_rel": infit["max_rel"],
+                      "metric": "|predicted/measured - 1| of peak minus KV on rows held out of the fit",
+                      "holdout": holdout_spec, "selection": selection},
+    }
+
+
 # ---------------------------------------------------------------- prefill compute
 
 def layer_gflop(r: dict) -> float:

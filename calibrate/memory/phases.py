@@ -114,19 +114,13 @@ def phases_record(sel: list[dict], holdout: list[dict], holdout_spec: str, sourc
         from solver.errors import InputError
         raise InputError("raw", "peak_bytes", str(e)) from None
     used = fit_r + held_r
-    held, infit = mem_fit.error_summary(fit.held_err), mem_fit.error_summary(fit.fit_err)
     owners = ", ".join(f"{r['tp']}:{o}" for r, o in sorted({(r["tp"], o): (r, o) for r, o in
                                                              zip(fit_r, fit.owner)}.values(), key=lambda x: x[0]["tp"]))
     return {
         "model": "phases_max_v1", "runtime": runtime,
         "phases": {n: {k: round(v, 6) for k, v in c.items()} for n, c in fit.phases.items()},
         "source": source(used), "ref": ref(used, metas, runtime),
-        "range": mem_fit.value_range(used, tokens=lambda r: r["batch"] * r["seq"], tp="tp", hidden="hidden",
-                                     ffn="ffn", layers="layers", batch="batch", seq="seq"),
-        "fit_error": {"max_rel": held["max_rel"], "mean_rel": held["mean_rel"], "held_out": held["n"],
-                      "fit_points": infit["n"], "in_fit_max_rel": infit["max_rel"],
-                      "metric": "|predicted/measured - 1| of peak minus KV on rows held out of the fit",
-                      "holdout": holdout_spec, "selection": selection},
+        **mem_fit.activation_fit_fields(used, fit.held_err, fit.fit_err, holdout_spec, selection),
         "note": (f"{target_note} Peak = max over phases (calibrate/memory/phases.py: k-plane least squares on "
                  f"relative error, {fit.rounds} rounds). Phase setting the peak by TP ({owners}). An attention "
                  "phase is not fitted: with f = 3.5 h and a*d = h in every row it cannot be told from the MLP "

@@ -81,18 +81,13 @@ def memory_section(rows: list[dict], metas: list[dict], runtime: str, holdout_sp
                                                  {"min_layers": min_layers, "mlp": mlp})}, None
     fit = mem_fit.fit_activation(sel, holdout, attn_term=attn_term)
     used = fit.fit_rows + fit.held_rows
-    held, infit = mem_fit.error_summary(fit.held_err), mem_fit.error_summary(fit.fit_err)
     family = runtime.split("-")[0]
     dropped = "; ".join(f"{k}=0: {v}" for k, v in fit.dropped.items())
     act = {
         "model": "tokens_linear_v1", "runtime": runtime, "coef": {k: round(v, 6) for k, v in fit.coef.items()},
         "source": _source(used), "ref": _ref(used, metas, runtime),
-        "range": mem_fit.value_range(used, tokens=lambda r: r["batch"] * r["seq"], tp="tp", hidden="hidden",
-                                     ffn="ffn", layers="layers", batch="batch", seq="seq"),
-        "fit_error": {"max_rel": held["max_rel"], "mean_rel": held["mean_rel"], "held_out": held["n"],
-                      "fit_points": infit["n"], "in_fit_max_rel": infit["max_rel"],
-                      "metric": "|predicted/measured - 1| of peak minus KV on rows held out of the fit",
-                      "holdout": holdout_spec, "selection": {"min_layers": min_layers, "mlp": mlp}},
+        **mem_fit.activation_fit_fields(used, fit.held_err, fit.fit_err, holdout_spec,
+                                        {"min_layers": min_layers, "mlp": mlp}),
         "note": (f"{_TARGET_NOTES.get(family, 'fitted quantity: peak_bytes - kv_bytes of the raw rows.')} "
                  f"Rows: {mlp} MLP, layers >= {min_layers}; least squares on relative error. {dropped}"),
     }
