@@ -46,14 +46,19 @@ def test_report_sections(tmp_path):
     assert "Refit: `calibrate fit-memory" in text
 
 
+def dry_run(out, steps: str) -> None:
+    """Run gpu_check.sh --dry-run into ``out`` with only ``steps``, on this test's interpreter."""
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_ONLY": steps, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash, timeout")
 def test_dry_run_nccl_and_report(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_ONLY": "ops ops_fit nccl report", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    dry_run(out, "ops ops_fit nccl report")
     steps = dict(ln.split("\t")[:2] for ln in (out / "steps.tsv").read_text().splitlines())
     assert steps["nccl"] == "0" and steps["report"] == "0" and steps["mem_native"].startswith("not run")
     assert steps["ops"] == "0" and steps["ops_fit"] == "0"  # synthetic op sweep fitted by calibrate fit-ops
@@ -73,9 +78,6 @@ def test_dry_run_hf_memory_report_uses_the_shipped_phases_model(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable, "GPU_CHECK_ONLY": "mem_hf report", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(SCRIPT), str(out), "--dry-run"], env=env, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
+    dry_run(out, "mem_hf report")
     report = (out / "report.md").read_text()
     assert "activation peak minus KV (transformers-5.17-sdpa model): mean |err|" in report
