@@ -106,15 +106,14 @@ GEMM_GROUP = {"qkv_proj": "attn", "o_proj": "attn", "gate_up_proj": "mlp", "down
               "shared_gate_up": "shared_experts", "shared_down": "shared_experts"}
 
 
-def gemm_format(profile: Profile, workload: Workload, group: str) -> tuple[str, int, float]:
+def gemm_format(workload: Workload, group: str, scheme_dtype: str) -> tuple[str, int, float]:
     """(matmul dtype, activation bytes, bytes per weight) of a GEMM reading ``group``'s
     weights: a group the checkpoint leaves in 16 bits runs at the activation dtype; a
-    quantized one at the scheme's compute dtype where the GPU runs it natively, else at the
-    16-bit dtype with the scheme's narrower weights (weight-only kernels)."""
+    quantized one at ``scheme_dtype`` (``capability.matmul_dtype``: the scheme's compute dtype
+    where the GPU runs it natively, else the 16-bit dtype with the scheme's narrower weights)."""
     w_bytes = workload.weight_bytes.bytes_for(group)
     p = workload.act_bytes
-    dtype = workload.act_dtype if w_bytes >= p else matmul_dtype(profile, workload)
-    return dtype, p, w_bytes
+    return (workload.act_dtype if w_bytes >= p else scheme_dtype), p, w_bytes
 
 
 def fused_moe(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: int, workload: Workload,
@@ -151,7 +150,7 @@ def layer_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
     cap = (lambda x: min(x, kind.window)) if kind.window else (lambda x: x)
     ops, experts = [], []
     for name, m, n, k, calls in layer_gemms(model, tp, t_tok, kind):
-        s, src = gemm_s(profile, tables, m, n, k, *gemm_format(profile, workload, GEMM_GROUP[name]))
+        s, src = gemm_s(profile, tables, m, n, k, *gemm_format(workload, GEMM_GROUP[name], dtype))
         (experts if name in EXPERT_GEMMS else ops).append(OpTime(name, "gemm", s, calls, src))
     routed_act = 1.0  # the routed experts' gated activation as its own kernel; 0 inside a measured fused-MoE call
     if experts:
@@ -220,7 +219,8 @@ def stage_ops(profile: Profile, tables: OpTables | None, model: ModelSpec, tp: i
                           "collectives fit / network block"))
     if last:
         vocab = padded_vocab(model)
-        s, src = gemm_s(profile, tables, step.rows, vocab / tp, h, *gemm_format(profile, workload, "lm_head"))
+        s, src = gemm_s(profile, tables, step.rows, vocab / tp, h,
+                        *gemm_format(workload, "lm_head", matmul_dtype(profile, workload)))
         ops.append(OpTime("lm_head", "gemm", s, 1, src))
         if tp > 1:
             ops.append(OpTime("logits_all_gather", "all_gather",
