@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from solver.cost.engine_settings import DEFAULT_VERSION, batched_tokens_default, parse_version
 from solver.cost.pipeline import running_wave
 from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, kv_capacity_tokens
 from solver.cost.stage import Stage, memoized_stage_times
@@ -53,23 +54,15 @@ def batch_grid_below(b: float) -> tuple[int, int]:
             return lo, (lo if lo == b else hi)
     return pts[-1], pts[-1]
 
-# vLLM 0.10 online server defaults with chunked prefill (EngineArgs._set_default_args_v1,
-# "OPENAI_API_SERVER" usage context): max_num_batched_tokens 8192 on GPUs of >= 70 GiB that
-# are not A100, else 2048 (../shared/design.md section 10). Used when neither the profile's
-# serving section nor the caller sets a budget.
-SERVER_BUDGET_LARGE_GPU = (8192, "vLLM 0.10 server default max_num_batched_tokens, GPU >= 70 GiB, not A100")
-SERVER_BUDGET_OTHER = (2048, "vLLM 0.10 server default max_num_batched_tokens, other GPUs")
-LARGE_GPU_MIN_GIB = 70
-
-
 def server_token_budget(stages: list[Stage], cfg: ServingConfig) -> int:
-    """Tokens one step may schedule: the configured budget, else vLLM's server default for
-    the first stage's GPU (the engine is one process with one setting)."""
+    """Tokens one step may schedule: the configured budget, else vLLM's server default
+    (``vllm serve``, chunked prefill, the default version's rule in engine_settings) for the
+    first stage's GPU (the engine is one process with one setting)."""
     if cfg.max_num_batched_tokens is not None:
         return cfg.max_num_batched_tokens
     prof = stages[0].profile
-    large = prof.memory_gib.value >= LARGE_GPU_MIN_GIB and "A100" not in prof.gpu_name.upper()
-    return (SERVER_BUDGET_LARGE_GPU if large else SERVER_BUDGET_OTHER)[0]
+    return batched_tokens_default(parse_version(DEFAULT_VERSION), True, 0, prof.gpu_name,
+                                  prof.memory_gib.value, "serve")[0]
 
 
 @dataclass
