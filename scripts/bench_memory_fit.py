@@ -4,8 +4,9 @@
         [--vllm ../shared/data/vllm_memory/logs.csv]
 
 KV cache per GPU (``--vllm``): every start-up point the model can predict (calibrate/memory/
-vllm_fit.py: a dense model whose shapes it knows, a vLLM version in 0.6-0.11, a known GPU
-memory) predicted end to end -- weights from solver.cost.memory, the engine's non-torch memory
+vllm_fit.py: a dense model whose shapes it knows, a vLLM version in 0.6-0.34
+(engine_settings.SUPPORTED; from 0.20 the row's logged CUDA-graph GiB comes off the budget), a
+known GPU memory) predicted end to end -- weights from solver.cost.memory, the engine's non-torch memory
 and profile-run peak from the fit -- against the KV GiB vLLM printed, fit rows and held-out
 rows apart; rows it cannot predict are listed with the reason.
 

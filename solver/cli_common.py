@@ -191,23 +191,27 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                              "vLLM's own default for --vllm-version, the GPU and --entry-point)")
     g.add_argument("--gpu-memory-utilization", type=fraction, default=None,
                    help="fraction of GPU memory the engine may use; the KV cache gets what weights, non-torch "
-                        "memory and the profile run's activation peak leave (vLLM default 0.9)")
+                        "memory and the profile run's activation peak leave (vLLM default 0.9; 0.92 from 0.20)")
     g.add_argument("--max-model-len", type=int, default=None,
                    help="longest sequence the engine admits, tokens (default: prompt + output)")
     g.add_argument("--max-num-batched-tokens", type=int, default=None,
                    help="tokens per engine step and in the start-up profile run (vLLM default by version: "
-                        "V1 16384 offline / 8192 serve on >= 70 GiB non-A100 GPUs, else 8192 / 2048; "
+                        "V1 16384 offline / 8192 serve on >= 70 GiB non-A100 GPUs (16384 both on >= 160 GiB from "
+                        "0.28), else 8192 / 2048; "
                         "without chunked prefill max(max_model_len, 2048))")
     g.add_argument("--max-num-seqs", type=int, default=None,
                    help="most sequences scheduled at once (vLLM V1 default: 1024 on GPUs of >= 70 GiB, "
                         "not A100 from 0.9; else 256)")
     g.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction, default=None,
-                   help="chunked prefill (vLLM V1 default on; V0 only when max_model_len > 32K)")
+                   help="chunked prefill (vLLM V1 default on, and forced on in 0.8-0.11; V0 only when max_model_len > 32K)")
     g.add_argument("--entry-point", choices=("llm", "serve"), default="llm",
                    help="offline LLM class or `vllm serve`: vLLM picks different defaults (default llm)")
     g.add_argument("--vllm-version", default=None,
-                   help="vLLM version whose defaults and memory rule apply, 0.6-0.11 (default: the profile's "
+                   help="vLLM version whose defaults and memory rule apply, 0.6-0.34 (default: the profile's "
                         "serving runtime, else 0.10)")
+    g.add_argument("--enforce-eager", action="store_true", default=False,
+                   help="run vLLM without CUDA graphs: none captured, none in the KV budget (from 0.20 vLLM "
+                        "subtracts its graph-memory estimate before sizing the KV cache)")
 
 
 def engine_settings_from(args):
@@ -219,4 +223,4 @@ def engine_settings_from(args):
     return EngineSettings(gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
                           max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
                           enable_chunked_prefill=args.enable_chunked_prefill, entry_point=args.entry_point,
-                          version=args.vllm_version)
+                          version=args.vllm_version, enforce_eager=getattr(args, "enforce_eager", False))

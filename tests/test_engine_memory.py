@@ -74,6 +74,31 @@ def test_every_stage_gets_the_smallest_stage_blocks(vprof):
     assert kv_capacity_tokens(stages, L8, W, cfg) == 500_496
 
 
+@pytest.mark.parametrize("version,eager,blocks,graphs", [
+    ("0.19", False, 11_939, 536_870_912),  # 0.19: graphs captured after sizing (estimate not applied by default)
+    ("0.20", False, 11_683, 536_870_912),  # 0.20.0: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1
+    ("0.24", False, 11_683, 536_870_912),
+    ("0.24", True, 11_939, 0),             # --enforce-eager: no graphs, none subtracted
+])
+def test_cudagraphs_enter_the_budget_from_0_20(vprof, version, eager, blocks, graphs):
+    """The single-GPU case of test_single_gpu_budget: KV 25,038,938,112 B before 0.20 (11,939
+    blocks). From 0.20 the 0.5 GiB of graphs comes off first: 25,038,938,112 - 536,870,912 =
+    24,502,067,200 B / 2,097,152 B per block = 11,683.5 -> 11,683 blocks (186,928 tokens)."""
+    st = es.EngineSettings(gpu_memory_utilization=0.5, max_num_batched_tokens=8192, max_num_seqs=256,
+                           version=version, enforce_eager=eager)
+    (b,) = stage_budgets([Stage(vprof, 1, 32, True, True)], L8, W, serving_config(vprof, settings=st))
+    assert (b.blocks, b.cudagraphs) == (blocks, graphs)
+
+
+def test_0_34_blocks_of_64_tokens(vprof):
+    """0.34: graphs in the budget and CacheConfig.DEFAULT_BLOCK_SIZE 64: 64 x 131,072 B =
+    8,388,608 B per block; 24,502,067,200 / 8,388,608 = 2,920.87 -> 2,920 blocks = 186,880 tokens."""
+    st = es.EngineSettings(gpu_memory_utilization=0.5, max_num_batched_tokens=8192, max_num_seqs=256, version="0.34")
+    cfg = serving_config(vprof, settings=st)
+    assert cfg.block_size == 64
+    assert kv_capacity_tokens([Stage(vprof, 1, 32, True, True)], L8, W, cfg) == 186_880
+
+
 def test_estimate_json_reports_vllm_accounting(vprof, capsys):
     """The single-GPU case through the CLI: 11,939 blocks = 23.318359375 GiB, 191,024 tokens,
     maximum concurrency 11,939 / 125 = 95.512; the exported settings are the ones assumed."""
@@ -110,7 +135,7 @@ def test_vllm_defaults_by_version(version, gpu, gib, entry, mml, expect):
 
 def test_version_outside_the_modelled_range_is_refused(capsys):
     assert main(["estimate", "--profile", "profiles/h100.json", "--model", "llama3-8b", "--vllm-version", "0.4.1"]) == 2
-    assert "--vllm-version: vLLM 0.4 is outside the modelled versions 0.6-0.11" in capsys.readouterr().err
+    assert "--vllm-version: vLLM 0.4 is outside the modelled versions 0.6-0.34" in capsys.readouterr().err
 
 
 def test_plan_exports_the_engine_settings_it_assumed(write, capsys):

@@ -111,6 +111,13 @@ class Case:
         m = self.model
         return stage_weight_bytes(m, self.tp, m.num_layers, True, True, self.act_bytes)
 
+    def graphs_gib(self) -> float:
+        """CUDA-graph GiB the version subtracts before sizing the KV cache (0.20+, not eager):
+        the row's logged capture figure, else 0 (engine_settings.cudagraphs_in_budget)."""
+        eager = str(self.row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes")
+        in_budget = es.cudagraphs_in_budget(self.version, eager)[0]
+        return float(self.row.get("cudagraph_gib") or 0.0) if in_budget else 0.0
+
     def terms(self) -> dict:
         return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
 
@@ -126,7 +133,7 @@ class Case:
         if r.get("kv_tokens") is not None:
             return r["kv_tokens"] * per_tok / GIB
         if r.get("gpu_blocks") is not None:
-            return r["gpu_blocks"] * 16 * per_tok / GIB
+            return r["gpu_blocks"] * (r.get("block_size") or es.block_size_default(self.version)[0]) * per_tok / GIB
         return r.get("kv_cache_gib")
 
 
@@ -136,7 +143,7 @@ def resolve(row: dict) -> tuple[Case | None, str]:
     try:
         version = es.parse_version(text, "vllm_version")
     except InputError:
-        return None, f"vLLM version {text or 'unknown'} outside 0.6-0.11"
+        return None, f"vLLM version {text or 'unknown'} outside {es.supported_text()}"
     if (row.get("quantization") or "") or (row.get("kv_cache_dtype") or "") not in ("", "auto"):
         return None, "quantized weights or KV (not in this table)"
     if row["model"] not in MODELS:
@@ -152,9 +159,10 @@ def resolve(row: dict) -> tuple[Case | None, str]:
     large_name = "H100" if "H100" in row["gpu"] else row["gpu"]
     tokens = int(row.get("max_num_batched_tokens") or
                  es.batched_tokens_default(version, chunked, mml, large_name, total, "serve")[0])
-    seqs = int(row.get("max_num_seqs") or es.max_num_seqs_default(version, large_name, total)[0])
+    seqs = int(row.get("max_num_seqs") or es.max_num_seqs_default(version, large_name, total,
+                                                                  row.get("max_num_batched_tokens"))[0])
     rows = min(seqs, tokens) if es.is_v1(version) else seqs
-    case = Case(row, model, version, total, row.get("gpu_memory_utilization") or 0.9, tokens, rows, mml, tp, pp)
+    case = Case(row, model, version, total, row.get("gpu_memory_utilization") or es.gpu_memory_utilization_default(version)[0], tokens, rows, mml, tp, pp)
     if case.kv_measured_gib() is None and row.get("activation_peak_gib") is None:
         return None, "no KV or activation figure"
     return case, ""
@@ -239,7 +247,7 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
         nt = c.row.get("non_torch_gib")
         if nt is None and c.row.get("kv_cache_gib") is not None and c.row.get("weights_gib") is not None:
             peak = predict(phases, c.terms())[0] / GIB
-            nt = c.util * c.total_gib - c.row["weights_gib"] - c.row["kv_cache_gib"] - peak
+            nt = c.util * c.total_gib - c.row["weights_gib"] - c.row["kv_cache_gib"] - peak - c.graphs_gib()
             how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
         if nt is not None:
             by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[1 if c.tp == 1 else 2].append(nt)
@@ -261,7 +269,7 @@ def predict_case(c: Case, ff: FamilyFit) -> dict:
     peak, phase = predict(ff.phases, c.terms())
     nt = ff.nt_gib(c.row["gpu"], c.tp)
     w = c.weights_bytes() / GIB
-    kv = c.util * c.total_gib - w - nt - peak / GIB
+    kv = c.util * c.total_gib - w - nt - peak / GIB - c.graphs_gib()
     return {"weights_gib": w, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
             "kv_cache_gib": kv}
 

@@ -11,10 +11,14 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
   ``max_num_batched_tokens`` tokens and, on the last stage, the sampler over
   ``min(max_num_seqs, max_num_batched_tokens)`` rows -- as a max over phases
   (``solver.cost.activation``), times (1 + fragmentation).
-* CUDA-graph capture memory comes after the KV cache is sized (V1 <= 0.11: not in the
-  budget, ``cudagraph_in_budget`` false) and is reported beside it.
+* CUDA-graph memory (profile ``memory.vllm.cudagraph_gib``, the amount): before 0.20 vLLM
+  captures graphs after the KV cache is sized, and it is reported beside it; from 0.20 the
+  worker estimates it first and subtracts it from the budget
+  (``engine_settings.cudagraphs_in_budget``: the version decides, not the profile). With
+  ``--enforce-eager`` no graphs are captured: none reported, none subtracted.
 
-Blocks of ``block_size`` (16) tokens per stage; every stage gets the smallest stage's count.
+Blocks of ``block_size`` tokens (the version's: 16, 64 from 0.34) per stage; every stage gets
+the smallest stage's count.
 A profile without ``memory.vllm`` falls back on ``memory.runtime_overhead_gib`` and its
 activation model; the result is then uncalibrated (``EngineMemory.calibrated`` false).
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from solver.cost import engine_settings as es
 from solver.cost.activation import activation_peak_bytes, phase_terms, phases_peak
 from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
 from solver.inputs.model import ModelSpec
@@ -91,8 +96,9 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
     act, phase = profile_run_peak(profile, model, tp, last, tokens, min(cfg.max_num_seqs, tokens),
                                   workload.act_bytes, runtime)
     non_torch = non_torch_bytes(profile, tp, pp, runtime)
-    graphs = em.cudagraph_gib.value * GIB if em is not None else 0.0
-    kv = budget - weights - non_torch - act - (graphs if em is not None and em.cudagraph_in_budget else 0.0)
+    graphs = em.cudagraph_gib.value * GIB if em is not None and not cfg.enforce_eager else 0.0
+    in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager)[0]
+    kv = budget - weights - non_torch - act - (graphs if in_budget else 0.0)
     per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
                                                     first, last)
     return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None)

@@ -3,6 +3,13 @@
 A user's value wins; else the profile's ``serving`` section; else vLLM's own rule for the
 runtime version, the GPU's memory and name, and the entry point (offline ``LLM`` class or
 the ``vllm serve`` OpenAI server). Each rule names the vLLM source it mirrors.
+
+Versions are (major, minor). Read from the PyPI wheels: 0.6.4, 0.8.5, 0.9.0, 0.10.1.1, 0.11.0,
+0.11.1, 0.11.2, 0.12.0, 0.13.0, 0.14.1, 0.16.0, 0.17.1, 0.18.0, 0.19.1, 0.20.0-0.20.2, 0.21.0,
+0.22.0, 0.24.0-0.27.1 (0.25.0, 0.26.0, 0.27.0), 0.28.0-0.34.0 (every minor). A version between
+read ones (0.15, 0.23) takes the nearest older read version's rules; each rule change below was
+found between two adjacent read versions. A minor series takes its .0 release's rules (0.11:
+0.11.0's; 0.11.1+ already honour ``--no-enable-chunked-prefill``, as 0.12 does).
 """
 
 from __future__ import annotations
@@ -15,12 +22,20 @@ from solver.errors import InputError
 ENTRY_POINTS = ("llm", "serve")  # UsageContext.LLM_CLASS, UsageContext.OPENAI_API_SERVER
 DEFAULT_VERSION = "0.10"
 # vLLM versions this table models; older/newer ones are refused rather than guessed.
-SUPPORTED = ((0, 6), (0, 11))
+SUPPORTED = ((0, 6), (0, 34))
 
 # (rule, source). Values are vLLM's, not ours: every number below is quoted from its source.
 RULES = {
-    "gpu_memory_utilization": (0.9, "CacheConfig.gpu_memory_utilization default 0.9 (all versions)"),
-    "block_size": (16, "CacheConfig block_size default 16 on CUDA (all versions)"),
+    "gpu_memory_utilization": (0.9, "CacheConfig.gpu_memory_utilization default 0.9 (0.6.4-0.19.1; "
+                                    "0.19.1 vllm/config/cache.py:41)"),
+    "gpu_memory_utilization_v020": (0.92, "CacheConfig.gpu_memory_utilization default 0.92 from 0.20.0 "
+                                          "(0.20.0 vllm/config/cache.py:66; 0.34.0 :186 "
+                                          "DEFAULT_GPU_MEMORY_UTILIZATION)"),
+    "block_size": (16, "CacheConfig block_size default 16 on CUDA (0.11.0 vllm/platforms/cuda.py:126-127; "
+                       "0.33.0 vllm/config/cache.py DEFAULT_BLOCK_SIZE = 16)"),
+    "block_size_v034": (64, "CacheConfig.DEFAULT_BLOCK_SIZE = 64 from 0.34.0 (0.34.0 vllm/config/cache.py:185, "
+                            "applied at :488-489; FLASH_ATTN takes any multiple of 16, "
+                            "v1/attention/backends/flash_attn.py:357-367)"),
     "v0_max_num_seqs": (256, "V0 EngineArgs.max_num_seqs = 256 (0.6.4 vllm/engine/arg_utils.py:123)"),
     "min_batched_tokens": (2048, "SchedulerConfig: without chunked prefill max_num_batched_tokens = "
                                  "max(max_model_len, 2048) (0.6.4 vllm/config.py:1115-1118)"),
@@ -30,19 +45,45 @@ RULES = {
                                          "(vllm/config.py)"),
     "v0_chunked_above_len": (32768, "V0: chunked prefill on by default only for max_model_len > 32K "
                                     "(0.6.4 vllm/engine/arg_utils.py:996-1020, use_long_context)"),
-    # V1 (default engine from 0.8): EngineArgs._set_default_args_v1
+    # V1 (default engine from 0.8): EngineArgs._set_default_args(_v1) / get_batch_defaults
+    "v1_xlarge": ({"llm": 16384, "serve": 16384}, "V1 default_max_num_batched_tokens on GPUs of >= 160 GiB "
+                                                   "from 0.28.0 (LLM_CLASS and OPENAI_API_SERVER 16384; "
+                                                   "0.28.0 vllm/engine/arg_utils.py:2582-2591, 0.34.0 :3010-3019)"),
     "v1_large": ({"llm": 16384, "serve": 8192}, "V1 default_max_num_batched_tokens on large GPUs "
                                                   "(LLM_CLASS 16384, OPENAI_API_SERVER 8192)"),
     "v1_small": ({"llm": 8192, "serve": 2048}, "V1 default_max_num_batched_tokens otherwise "
                                                 "(LLM_CLASS 8192, OPENAI_API_SERVER 2048)"),
-    "v1_large_seqs": (1024, "V1 default_max_num_seqs 1024 on large GPUs"),
+    "v1_large_seqs": (1024, "V1 default_max_num_seqs 1024 on large GPUs (>= 160 GiB too, from 0.28)"),
     "v1_small_seqs": (256, "V1 default_max_num_seqs 256"),
+    "xlarge_gpu_gib": (160, "B200/B300 tier: device_memory >= 160 GiB, from 0.28.0 (0.28.0 "
+                            "vllm/engine/arg_utils.py:2582; absent in 0.27.1 :2544)"),
     "large_gpu_gib": (70, "large GPU: device_memory >= 70 GiB (0.8.5 vllm/engine/arg_utils.py:1596-1609); from 0.9 "
-                          "also 'a100' not in device_name (PR #17885; 0.10.1.1 vllm/engine/arg_utils.py:1638-1657)"),
+                          "also 'a100' not in device_name (PR #17885; 0.10.1.1 vllm/engine/arg_utils.py:1638-1657, "
+                          "0.11.0 :1605, 0.24.0 :2404, 0.34.0 :3021-3023; 0.33+ also excludes GB10 by compute "
+                          "capability 12.1, not modelled)"),
     "v1_chunked": (True, "V1 forces chunked prefill on for generative models, whatever the flag (0.8.5 "
-                         "vllm/engine/arg_utils.py:1569; 0.10.1.1 :1592)"),
+                         "vllm/engine/arg_utils.py:1569; 0.10.1.1 :1592; 0.11.0 :1548)"),
+    "v012_chunked": (True, "chunked prefill on by default for generative models, and --no-enable-chunked-prefill "
+                           "is honoured (0.11.1 vllm/engine/arg_utils.py:1956; 0.12.0 :1898; 0.24.0 :2465; "
+                           "0.34.0 :3085); unchunked: max_num_batched_tokens = max(max_model_len, default) "
+                           "(0.12.0 :1992-1998, 0.34.0 :3231-3236)"),
+    "seqs_capped_by_tokens": ("min", "max_num_seqs default = min(default, max_num_batched_tokens) (0.11.0 "
+                                     "vllm/engine/arg_utils.py:1676-1679; 0.12.0 :2016; 0.34.0 :3271)"),
+    "cudagraphs_in_budget": (True, "from 0.20.0 the worker estimates CUDA-graph memory before sizing the KV cache "
+                                   "and subtracts it (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default '1': 0.20.0 "
+                                   "vllm/envs.py:1724-1725, vllm/v1/worker/gpu_worker.py:380-385 and 421-425; 0.24.0 "
+                                   ":453, 490-492; 0.34.0 :742-747, 777-780); 0.18.0-0.19.1 estimate it but apply "
+                                   "it only with the variable set (default '0': 0.18.0 envs.py:1636, "
+                                   "gpu_worker.py:398-399, 437-441); none with --enforce-eager (0.18.0 :398; "
+                                   "cudagraph_mode NONE: 0.27.0 :515, 0.34.0 vllm/config/vllm.py:1697-1699, "
+                                   "v1/worker/gpu/cudagraph_utils.py:1005-1009)"),
+    "extensible_kv_cache": (True, "0.34.0 sizes the KV cache after warm-up and graph capture by default "
+                                  "(enable_extensible_kv_cache None -> on on CUDA: vllm/config/cache.py:395, "
+                                  "vllm/config/vllm.py:3180-3254; gpu_memory_utilization then resolves to 1.0, "
+                                  "cache.py:495-501; sizing v1/worker/extensible_kv_cache.py:592-618). Not "
+                                  "modelled: the exported command passes --no-enable-extensible-kv-cache, which "
+                                  "keeps the estimate rule above"),
 }
-
 
 def parse_version(text: str, where: str = "--vllm-version") -> tuple[int, int]:
     m = re.search(r"(\d+)\.(\d+)", text or "")
@@ -50,9 +91,12 @@ def parse_version(text: str, where: str = "--vllm-version") -> tuple[int, int]:
         raise InputError("", where, f"not a vLLM version (like 0.10.1): {text!r}")
     v = (int(m.group(1)), int(m.group(2)))
     if not SUPPORTED[0] <= v <= SUPPORTED[1]:
-        raise InputError("", where, f"vLLM {v[0]}.{v[1]} is outside the modelled versions "
-                                    f"{SUPPORTED[0][0]}.{SUPPORTED[0][1]}-{SUPPORTED[1][0]}.{SUPPORTED[1][1]}")
+        raise InputError("", where, f"vLLM {v[0]}.{v[1]} is outside the modelled versions {supported_text()}")
     return v
+
+
+def supported_text() -> str:
+    return "%d.%d-%d.%d" % (*SUPPORTED[0], *SUPPORTED[1])
 
 
 def is_v1(version: tuple[int, int]) -> bool:
@@ -65,14 +109,52 @@ def memory_family(version: tuple[int, int]) -> str:
     outside torch's allocator after the profile run, CUDA context included: V0, and the V1
     worker through 0.9.0 -- 0.8.5 and 0.9.0 ``vllm/v1/worker/gpu_worker.py:165-212`` /
     ``:167-212`` ``determine_available_memory``) or "since_init" (0.10+: only the increase
-    since ``init_device``'s snapshot, 0.10.1.1 ``gpu_worker.py:222-280``). 0.9.1-0.9.2 were
-    not read; they are taken as 0.9.0."""
+    since ``init_device``'s snapshot, 0.10.1.1 ``gpu_worker.py:222-280``; unchanged through
+    0.26.0, ``vllm/utils/mem_utils.py:305-313``). From 0.27.0 vLLM measures the same terms
+    through ``mem_get_info`` (``non_kv = total_consumed + transient_peak_headroom``, 0.27.0
+    ``mem_utils.py:317-326``): weights + non-torch increase + torch peak above what stays
+    allocated, plus torch's reserved-but-free bytes after ``empty_cache``, which no term here
+    models; it stays "since_init". 0.9.1-0.9.2 were not read; they are taken as 0.9.0."""
     return "since_init" if version >= (0, 10) else "device_wide"
 
 
-def large_gpu(version: tuple[int, int], gpu_name: str, memory_gib: float) -> bool:
+def gpu_memory_utilization_default(version: tuple[int, int]) -> tuple[float, str]:
+    return RULES["gpu_memory_utilization_v020" if version >= (0, 20) else "gpu_memory_utilization"]
+
+
+def block_size_default(version: tuple[int, int]) -> tuple[int, str]:
+    return RULES["block_size_v034" if version >= (0, 34) else "block_size"]
+
+
+def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool) -> tuple[bool, str]:
+    """Whether the worker subtracts CUDA-graph memory before sizing the KV cache (it captures
+    none with --enforce-eager)."""
+    src = RULES["cudagraphs_in_budget"][1]
+    return version >= (0, 20) and not enforce_eager, src
+
+
+def extensible_kv_cache_default(version: tuple[int, int]) -> bool:
+    """0.34 sizes the KV cache after warm-up unless told not to (RULES["extensible_kv_cache"])."""
+    return version >= (0, 34)
+
+
+def chunked_forced(version: tuple[int, int]) -> bool:
+    """V1 0.8-0.11 turn chunked prefill on whatever the flag says; 0.12+ honour it."""
+    return (0, 8) <= version < (0, 12)
+
+
+def gpu_tier(version: tuple[int, int], gpu_name: str, memory_gib: float) -> str:
+    """"xlarge" (>= 160 GiB, from 0.28), "large" (>= 70 GiB; not A100 from 0.9) or "small"."""
+    if version >= (0, 28) and memory_gib >= RULES["xlarge_gpu_gib"][0]:
+        return "xlarge"
     big = memory_gib >= RULES["large_gpu_gib"][0]
-    return big and "a100" not in gpu_name.lower() if version >= (0, 9) else big
+    if version >= (0, 9):
+        big = big and "a100" not in gpu_name.lower()
+    return "large" if big else "small"
+
+
+def large_gpu(version: tuple[int, int], gpu_name: str, memory_gib: float) -> bool:
+    return gpu_tier(version, gpu_name, memory_gib) != "small"
 
 
 @dataclass(frozen=True)
@@ -85,6 +167,7 @@ class EngineSettings:
     enable_chunked_prefill: bool | None = None
     entry_point: str = "llm"
     version: str | None = None
+    enforce_eager: bool = False
 
     def __post_init__(self):
         for name in ("max_model_len", "max_num_batched_tokens", "max_num_seqs"):
@@ -99,6 +182,8 @@ class EngineSettings:
 
 
 def chunked_default(version: tuple[int, int], max_model_len: int) -> tuple[bool, str]:
+    if version >= (0, 12):
+        return RULES["v012_chunked"]
     if is_v1(version):
         return RULES["v1_chunked"]
     above, src = RULES["v0_chunked_above_len"]
@@ -108,19 +193,28 @@ def chunked_default(version: tuple[int, int], max_model_len: int) -> tuple[bool,
 def batched_tokens_default(version: tuple[int, int], chunked: bool, max_model_len: int, gpu_name: str,
                            memory_gib: float, entry_point: str) -> tuple[int, str]:
     """vLLM's max_num_batched_tokens when the user gives none."""
+    if version >= (0, 12):
+        table, src = RULES[f"v1_{gpu_tier(version, gpu_name, memory_gib)}"]
+        src = f"{src}; {RULES['large_gpu_gib'][1]}"
+        if chunked:
+            return table[entry_point], src
+        return max(max_model_len, table[entry_point]), f"{RULES['v012_chunked'][1]}; {src}"
     if not chunked:
         floor, src = RULES["min_batched_tokens"]
         return max(max_model_len, floor), src
     if not is_v1(version):
         return RULES["v06_chunked_batched_tokens" if version < (0, 7) else "v07_chunked_batched_tokens"]
-    key = "v1_large" if large_gpu(version, gpu_name, memory_gib) else "v1_small"
-    table, src = RULES[key]
+    table, src = RULES[f"v1_{gpu_tier(version, gpu_name, memory_gib)}"]
     return table[entry_point], f"{src}; {RULES['large_gpu_gib'][1]}"
 
 
-def max_num_seqs_default(version: tuple[int, int], gpu_name: str, memory_gib: float) -> tuple[int, str]:
+def max_num_seqs_default(version: tuple[int, int], gpu_name: str, memory_gib: float,
+                         batched_tokens: int | None = None) -> tuple[int, str]:
+    """``batched_tokens``: a max_num_batched_tokens the user set; from 0.11 the default
+    max_num_seqs never exceeds it (RULES["seqs_capped_by_tokens"])."""
     if not is_v1(version):
         return RULES["v0_max_num_seqs"]
-    if large_gpu(version, gpu_name, memory_gib):
-        return RULES["v1_large_seqs"]
-    return RULES["v1_small_seqs"]
+    seqs, src = RULES["v1_small_seqs" if gpu_tier(version, gpu_name, memory_gib) == "small" else "v1_large_seqs"]
+    if version >= (0, 11) and batched_tokens is not None and batched_tokens < seqs:
+        return batched_tokens, f"{src}; {RULES['seqs_capped_by_tokens'][1]}"
+    return seqs, src

@@ -28,7 +28,8 @@ from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
 
-# vLLM allocates KV in blocks of 16 tokens (CacheConfig.block_size default on CUDA).
+# vLLM allocates KV in blocks of 16 tokens (CacheConfig.block_size default on CUDA through 0.33;
+# ServingConfig.block_size holds the version's, 64 from 0.34).
 KV_BLOCK_TOKENS = es.RULES["block_size"][0]
 
 # key -> (default, where it comes from). Used when the profile's serving section lacks it.
@@ -60,13 +61,14 @@ class ServingConfig:
     gpu_memory_gib: float = 0.0
     block_size: int = KV_BLOCK_TOKENS
     sources: tuple[tuple[str, str], ...] = ()  # (setting, where its value comes from)
+    enforce_eager: bool = False  # no CUDA graphs (none captured, none in the KV budget)
 
     def model_len(self, workload: Workload) -> int:
         return self.max_model_len if self.max_model_len is not None else workload.max_len
 
     def chunked(self, workload: Workload) -> bool:
-        """V1 runs chunked prefill whatever the flag says (engine_settings.RULES["v1_chunked"])."""
-        if self.enable_chunked_prefill is not None and not es.is_v1(self.version):
+        """V1 0.8-0.11 run chunked prefill whatever the flag says (engine_settings.RULES["v1_chunked"])."""
+        if self.enable_chunked_prefill is not None and not es.chunked_forced(self.version):
             return self.enable_chunked_prefill
         return es.chunked_default(self.version, self.model_len(workload))[0]
 
@@ -82,7 +84,8 @@ class ServingConfig:
         return {"gpu_memory_utilization": self.gpu_memory_utilization, "max_model_len": self.model_len(workload),
                 "max_num_batched_tokens": self.batched_tokens(workload), "max_num_seqs": self.max_num_seqs,
                 "enable_chunked_prefill": self.chunked(workload), "block_size": self.block_size,
-                "vllm_version": "%d.%d" % self.version, "entry_point": self.entry_point}
+                "vllm_version": "%d.%d" % self.version, "entry_point": self.entry_point,
+                "enforce_eager": self.enforce_eager}
 
 
 _SETTINGS: ContextVar[es.EngineSettings | None] = ContextVar("engine_settings", default=None)
@@ -125,23 +128,23 @@ def serving_config(profile: Profile, gpu_memory_utilization: float | None = None
         assumed.append(key)
         return DEFAULTS[key][0]
 
-    if st.enable_chunked_prefill is False and es.is_v1(version):
+    if st.enable_chunked_prefill is False and es.chunked_forced(version):
         note(f"vLLM {version[0]}.{version[1]} (V1) runs chunked prefill whatever --no-enable-chunked-prefill says "
              f"({es.RULES['v1_chunked'][1]}); modelled as on")
     util = pick("gpu_memory_utilization", st.gpu_memory_utilization if gpu_memory_utilization is None
-                else gpu_memory_utilization, es.RULES["gpu_memory_utilization"])
-    seqs = pick("max_num_seqs", st.max_num_seqs if max_num_seqs is None else max_num_seqs,
-                es.max_num_seqs_default(version, profile.gpu_name, mem_gib))
+                else gpu_memory_utilization, es.gpu_memory_utilization_default(version))
     batched = st.max_num_batched_tokens
     if batched is None and "max_num_batched_tokens" in sv:
         batched = int(sv["max_num_batched_tokens"].value)
+    seqs = pick("max_num_seqs", st.max_num_seqs if max_num_seqs is None else max_num_seqs,
+                es.max_num_seqs_default(version, profile.gpu_name, mem_gib, batched))
     return ServingConfig(
         gpu_memory_utilization=float(util), max_num_seqs=int(seqs), max_num_batched_tokens=batched,
         decode_step_overhead_s=pick("decode_step_overhead_ms", None) * 1e-3,
         prefill_overhead_s=pick("prefill_overhead_ms", None) * 1e-3,
         assumed=tuple(assumed), max_model_len=st.max_model_len, enable_chunked_prefill=st.enable_chunked_prefill,
         entry_point=st.entry_point, version=version, gpu_name=profile.gpu_name, gpu_memory_gib=mem_gib,
-        sources=tuple(sources),
+        sources=tuple(sources), block_size=es.block_size_default(version)[0], enforce_eager=st.enforce_eager,
     )
 
 
@@ -183,7 +186,7 @@ class Concurrency:
 def concurrency(stages, model: ModelSpec, workload: Workload, cfg: ServingConfig) -> Concurrency:
     """min(batch, max_num_seqs, KV tokens // context rounded up to whole blocks)."""
     cap = kv_capacity_tokens(stages, model, workload, cfg)
-    per_seq = math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+    per_seq = math.ceil(workload.context_len / cfg.block_size) * cfg.block_size
     limits = {"batch": workload.batch, "max_num_seqs": cfg.max_num_seqs, "kv_cache": cap // per_seq}
     name = min(limits, key=lambda k: limits[k])  # ties: the first listed (batch) wins
     seqs = limits[name]

@@ -46,7 +46,7 @@ class EngineMemory:
     activation: PhasesModel
     cudagraph_gib: object  # Value
     fragmentation_frac: object  # Value
-    cudagraph_in_budget: bool = False
+    cudagraph_in_budget: bool = False  # parsed, not read: the vLLM version decides (engine_settings.cudagraphs_in_budget)
     raw: dict = field(default_factory=dict, repr=False)
 
 

@@ -8,7 +8,9 @@ A replica spanning several nodes needs a Ray cluster over them (vLLM's multi-nod
 
 Each command pins what the serving model assumed (``solver.cost.serving``): the dtypes,
 ``--max-model-len``, ``--gpu-memory-utilization``, ``--max-num-seqs``,
-``--max-num-batched-tokens`` and chunked prefill, as resolved for the vLLM version (so a
+``--max-num-batched-tokens``, chunked prefill and ``--enforce-eager``, as resolved for the vLLM
+version, and from 0.34 ``--no-enable-extensible-kv-cache`` (the estimate-based sizing the
+prediction models; solver/cost/engine_settings.py RULES["extensible_kv_cache"]) (so a
 ``vllm serve`` launch, whose own defaults differ from the offline ``LLM`` class's, runs the
 engine the prediction sized). GPUs of a node are numbered in plan
 order, so replicas sharing a node get disjoint ``CUDA_VISIBLE_DEVICES`` and distinct
@@ -18,6 +20,8 @@ order, so replicas sharing a node get disjoint ``CUDA_VISIBLE_DEVICES`` and dist
 from __future__ import annotations
 
 from collections import Counter
+
+from solver.cost.engine_settings import extensible_kv_cache_default
 
 # vLLM's OpenAI server default port; replicas whose first stage shares a node count up from it.
 BASE_PORT = 8000
@@ -76,6 +80,11 @@ def _engine_flags(workload, serving) -> str:
     flags.append(f"--max-num-seqs {eng['max_num_seqs']}")
     flags.append(f"--max-num-batched-tokens {eng['max_num_batched_tokens']}")
     flags.append("--enable-chunked-prefill" if eng["enable_chunked_prefill"] else "--no-enable-chunked-prefill")
+    if eng.get("enforce_eager"):
+        flags.append("--enforce-eager")
+    if extensible_kv_cache_default(serving.version):
+        # 0.34 sizes the KV cache after warm-up by default; the prediction used the estimate rule
+        flags.append("--no-enable-extensible-kv-cache")
     return " ".join(flags)
 
 
