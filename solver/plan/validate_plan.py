@@ -25,7 +25,7 @@ from collections import Counter
 from solver.cost.engine_memory import stage_budget
 from solver.cost.memory import StageMemory, kv_bytes_per_token
 from solver.cost.pipeline import estimate_pipeline
-from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, serving_config
+from solver.cost.serving import ServingConfig, serving_config
 from solver.cost.stage import Stage, activation_bytes
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
@@ -113,7 +113,7 @@ def _memory_problems(r: int, rep, cost: list[Stage], model, workload) -> list[st
     if rep.concurrency < 1:
         out.append(f"replica {r}: reports concurrency {rep.concurrency}; it must run at least one sequence")
     seqs = max(1, rep.concurrency)
-    kv_tokens = seqs * math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
+    kv_tokens = seqs * math.ceil(workload.context_len / cfg.block_size) * cfg.block_size
     for k, st in enumerate(cost):
         mem = served_stage_memory(st, model, workload, cfg, kv_tokens, pp=len(cost))
         if mem.total > mem.capacity:
