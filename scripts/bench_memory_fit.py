@@ -10,6 +10,10 @@ known GPU memory) predicted end to end -- weights from solver.cost.memory, the e
 and profile-run peak from the fit -- against the KV GiB vLLM printed, fit rows and held-out
 rows apart; rows it cannot predict are listed with the reason.
 
+Extra held-out set (``--vllm-extra``, default data/vllm_memory_extra/logs.csv): fitted on the
+``--vllm`` points only, then every extra row is predicted the same way -- no row of it enters any
+fit, so its table is a fully held-out judge of the KV-cache prediction (reported, never gating).
+
 For each runtime in the raw files: fit the activation model (tokens_linear_v1) and the prefill
 time model (with and without the unsharded HBM-pass term) with the same hold-out as
 scripts/build_published_profiles.sh, and print predicted vs measured for every held-out row,
@@ -123,6 +127,42 @@ def bench_vllm_kv(points: list[str], holdout_spec: str) -> dict:
     return errs
 
 
+def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> list[float]:
+    """KV GiB per GPU of every extra row, predicted from a fit on ``points`` alone."""
+    from calibrate.memory import vllm_fit
+    fits, _ = vllm_fit.fit_points(points, holdout_spec)
+    errs, skipped = [], []
+    print(f"\n== vLLM KV cache per GPU (GiB), fully held out: {', '.join(extra)}; fitted on {', '.join(points)} only")
+    print(f"   {'line':<5}{'vLLM':<9}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'logged':>8}{'from':>7}"
+          f"{'pred':>8}{'error':>8}")
+    for path in extra:
+        for r in vllm_fit.read_points(path):
+            c, why = vllm_fit.resolve(r)
+            if c is not None and c.pp > 1:
+                c, why = None, "PP > 1 (the fit's weights and KV are per TP rank of one stage)"
+            ff = fits.get(c.family) if c is not None else None
+            if c is not None and ff is None:
+                why = f"no {c.family} fit in the points"
+            meas = c.kv_measured_gib() if ff is not None else None
+            if meas is None or meas <= 0:
+                skipped.append((r, why or "no KV figure"))
+                continue
+            p = vllm_fit.predict_case(c, ff)
+            e = p["kv_cache_gib"] / meas - 1
+            errs.append(e)
+            src = "tokens" if r.get("kv_tokens") is not None else "blocks" if r.get("gpu_blocks") is not None else "GiB"
+            print(f"   {r['line']:<5}{'%d.%d' % c.version:<9}{r['gpu'][:10]:<11}{r['model'][:32]:<33}{c.tp:>3}"
+                  f"{c.tokens:>7}{meas:>8.2f}{src:>7}{p['kv_cache_gib']:>8.2f}{e:>+8.1%}")
+    a = [abs(e) for e in errs]
+    if a:
+        print(f"   extra held-out: n={len(a)} mean {sum(a) / len(a):.1%} max {max(a):.1%}")
+    print(f"   not predicted ({len(skipped)}):")
+    for r, why in skipped:
+        par = f"TP{int(r['tp'] or 1)}" + (f" PP{int(r['pp'])}" if (r.get("pp") or 1) > 1 else "")
+        print(f"     line {r['line']} {r['vllm_version'][:12]} {r['gpu']} {r['model'][:40]} {par}: {why}")
+    return errs
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("raw", nargs="*", default=["profiles/raw/h100_native.csv", "profiles/raw/h100_transformers.csv"])
@@ -132,6 +172,9 @@ def main(argv=None) -> int:
     p.add_argument("--vllm", nargs="*", default=[str(shared)] if shared.exists() else [],
                    help="vLLM start-up point CSVs (default: the shared logs.csv when present)")
     p.add_argument("--vllm-holdout", default=None, help="held-out rows of the points (default: fit-memory --vllm's)")
+    extra = Path(__file__).resolve().parents[1] / "data/vllm_memory_extra/logs.csv"
+    p.add_argument("--vllm-extra", nargs="*", default=[str(extra)] if extra.exists() else [],
+                   help="start-up points judged fully held out: never fitted on (default: data/vllm_memory_extra/logs.csv)")
     args = p.parse_args(argv)
     rows = [r for path in args.raw for r in mem_fit.read_raw(path)]
     holdout = mem_fit.parse_holdout(args.holdout)
@@ -145,6 +188,9 @@ def main(argv=None) -> int:
         from calibrate.memory.vllm_cli import VLLM_DEFAULT_HOLDOUT
         kv = bench_vllm_kv(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT)
         worst["vLLM KV cache per GPU (held-out rows)"] = max((abs(e) for e in kv["held"]), default=0.0)
+        if args.vllm_extra:
+            extra_errs = bench_vllm_extra(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT, args.vllm_extra)
+            worst["vLLM KV cache per GPU (extra set, never fitted)"] = max((abs(e) for e in extra_errs), default=0.0)
     print("\n== summary: held-out max relative error")
     for k, v in worst.items():
         print(f"   {k:<52}{v:>7.1%}  {'ok' if v <= args.threshold else 'ABOVE ' + format(args.threshold, '.0%')}")

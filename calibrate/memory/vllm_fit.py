@@ -49,6 +49,17 @@ MODELS = {
          "num_key_value_heads": 8, "intermediate_size": 13824, "vocab_size": 152064,
          "tie_word_embeddings": False}, 131072,
         "HF config.json of deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"),
+    # data/vllm_memory_extra (the held-out judge set) -- shapes only, never fitted on:
+    "Qwen/Qwen2.5-7B-Instruct": ("qwen2.5-7b", 32768, "the qwen2.5-7b preset shapes; 32768 as logged "
+                                                      "('Maximum concurrency for 32,768 tokens')"),
+    **{f"Qwen/Qwen3-{size}": (
+        {"model_type": "qwen3", "num_hidden_layers": n, "hidden_size": h, "num_attention_heads": a,
+         "num_key_value_heads": 8, "head_dim": 128, "intermediate_size": f, "vocab_size": 151936,
+         "tie_word_embeddings": tie, "attention_bias": False}, 40960,
+        f"Qwen/Qwen3-{size} config.json (copy: aiconfigurator-core 0.12.0 wheel, "
+        f"aiconfigurator_core/model_configs/Qwen--Qwen3-{size}_config.json)")
+       for size, n, h, a, f, tie in (("0.6B", 28, 1024, 16, 3072, True), ("8B", 36, 4096, 32, 12288, False),
+                                     ("32B", 64, 5120, 64, 25600, False))},
 }
 # GPU name (as in the points) -> memory torch reports, GiB, where the row does not print it.
 GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-SXM4-80GB (81,920 MiB - 768 MiB "
@@ -63,7 +74,9 @@ GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-
 # custom_all_reduce.py refuses PCIe-only groups of > 2 GPUs and GPUs without P2P), so the
 # TP >= 2 extra is taken per interconnect class.
 INTERCONNECT = {"H100 80GB": "nvlink", "A100 80GB": "nvlink", "A100 40GB": "nvlink", "RTX 3090": "pcie",
-                "RTX 4090": "pcie", "RTX 5090": "pcie", "RTX A6000": "pcie", "L40S": "pcie"}
+                "RTX 4090": "pcie", "RTX 5090": "pcie", "RTX A6000": "pcie", "L40S": "pcie",
+                # `nvidia-smi topo -m` in ddiiwoong/newblog 2026-08-23 (g5.12xlarge: PHB, g6.12xlarge: NODE)
+                "A10G": "pcie", "L4": "pcie"}
 # Rows whose thread gives no version: the log format dates them (README of the data set).
 VERSION_FROM_FORMAT = {"https://github.com/vllm-project/vllm/issues/10517": "0.6.4",
                        "https://github.com/vllm-project/vllm/issues/13061": "0.7"}
