@@ -66,7 +66,9 @@ def run(args) -> int:
                          held_out_max_abs_rel=round(held_s["max_abs_err"], 4))
     serving_json = serving_section(best, base, util, args.runtime, args.ref, fit_error)
     for n, (h, b) in sorted(best["tp_allreduce"].items()):
-        print(f"tp_allreduce {n} ranks: hop_us = {h:.4g}, busbw_gbps = {b:.4g}")
+        lo, hi = best["message_bytes"].get(n, (0, 0))
+        print(f"tp_allreduce {n} ranks: hop_us = {h:.4g}, busbw_gbps = {b:.4g} "
+              f"(pins mean messages of {lo / 2**20:.3g}-{hi / 2**20:.3g} MiB)")
     print(f"decode_step_overhead_ms = {best['decode_step_overhead_ms']:.4g}")
     print(f"fit on {fit_s['rows']} rows: mean |err| {100 * fit_s['mean_abs_err']:.1f}%, "
           f"max {100 * fit_s['max_abs_err']:.1f}%")

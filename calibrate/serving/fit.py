@@ -85,9 +85,25 @@ def serving_section(fit: dict, base: dict, util: float, runtime: str, ref: str, 
     out["gpu_memory_utilization"] = {"value": util, "source": "published",
                                      "ref": f"the setting of the measured deployments: {ref}"}
     out["decode_step_overhead_ms"] = {"value": round(fit["decode_step_overhead_ms"], 4), **src}
-    out["tp_allreduce"] = [{"ranks": n, "hop_us": round(h, 3), "busbw_gbps": round(b, 4), **src}
+    sizes = fit.get("message_bytes", {})
+    out["tp_allreduce"] = [{"ranks": n, "hop_us": round(h, 3), "busbw_gbps": round(b, 4),
+                            **({"message_bytes": [round(x) for x in sizes[n]]} if n in sizes else {}), **src}
                            for n, (h, b) in sorted(fit["tp_allreduce"].items())]
     return out
+
+
+def message_ranges(rows, profile, serving_json: dict, util: float, where: str) -> dict:
+    """{ranks: (smallest, largest)} of the fit rows' mean all-reduce message (bytes per call,
+    ``PipelineEstimate.allreduce_mean_bytes``). With t(S) = a + b*S per call (hop_us, busbw),
+    a row's all-reduce time is calls x t(mean S): each fit row pins t at its own mean message
+    and nothing else. Rows whose means coincide (e.g. one prompt/output ratio) pin one point;
+    the split between latency and bandwidth, hence t at any other size, is then extrapolated."""
+    prof = parse_profile({**profile.raw, "serving": serving_json}, where)
+    out: dict[int, list[float]] = {}
+    for r in rows:
+        if r.tp > 1:
+            out.setdefault(r.tp, []).append(predict_row(r, [prof], _args(util)).allreduce_mean_bytes)
+    return {n: (min(v), max(v)) for n, v in out.items()}
 
 
 def _args(util: float) -> argparse.Namespace:
@@ -114,6 +130,7 @@ def fit_serving(fit_rows, held, profile, base: dict, util: float, runtime: str, 
         xs = [nelder_mead(objective, _encode(*s0, ranks, cap), iters=150 * (len(ranks) + 1)) for s0 in STARTS]
         best = _decode(min(xs, key=objective), ranks, cap)
         serving_json = serving_section(best, base, util, runtime, ref, None)
+        best["message_bytes"] = message_ranges(fit_rows, profile, serving_json, util, where)
         fit_s = summarize(errors(fit_rows, profile, serving_json, util, where))
         held_s = summarize(errors(held, profile, serving_json, util, where))
     return best, fit_s, held_s

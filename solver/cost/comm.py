@@ -80,6 +80,17 @@ def tp_allreduce_s(profile: Profile, tp: int, size_bytes: float) -> float:
     return collective_time_s(profile, "all_reduce", tp, "intra_node", size_bytes)
 
 
+def fit_pins(profile: Profile, tp: int, size_bytes: float) -> bool:
+    """Whether the engine all-reduce fit for ``tp`` ranks pins a call of ``size_bytes``: the
+    fit is exactly this rank count's (not borrowed) and the size lies within its recorded
+    ``message_bytes`` (each fit row fixes t(S) of the linear model at the row's mean message
+    S = bytes / calls; calibrate/serving/fit.py). Outside that range the fit extrapolates."""
+    fit = next((a for a in profile.engine_allreduce if a.ranks == tp), None)
+    if fit is None or fit.message_bytes is None:
+        return False
+    return fit.message_bytes[0] <= size_bytes <= fit.message_bytes[1]
+
+
 def tp_allgather_s(profile: Profile, tp: int, size_bytes: float) -> float:
     """One all-gather inside a TP group; ``size_bytes`` is the gathered total (nccl-tests S)."""
     return collective_time_s(profile, "all_gather", tp, "intra_node", size_bytes)

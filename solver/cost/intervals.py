@@ -13,6 +13,17 @@ corners differ rests on a default and is flagged *uncalibrated*. Where the profi
 an end-to-end fit of the serving model (``serving.*.fit_error``, held-out error on real
 deployments), the corners are widened by that measured held-out max error too -- the model's
 own validated error, the only spread a fully calibrated prediction keeps.
+
+Two parts of the serving model also move at the corners (``Profile.corner``), each because
+the data does not identify it:
+
+* the engine all-reduce fit (``serving.tp_allreduce``) pins t(S) only at the mean messages
+  of its fit rows (``message_bytes``); a call of another size takes the slower (``low``) or
+  faster (``high``) of the fit's extrapolation and the profile's imported all-reduce table
+  at that size (``solver.cost.ops.compose._allreduce``, ``comm.fit_pins``);
+* vLLM V1 allocates KV blocks as tokens are written (``solver.cost.kv_admission``); the
+  expected value reserves whole contexts (the planner's wave model), the ``high`` corner
+  plays the V1 schedule where it is faster (``ServingConfig.kv_on_demand``).
 """
 
 from __future__ import annotations
@@ -94,7 +105,8 @@ def _allreduce_ends(fits: tuple, side: str) -> tuple:
         if all(f.ranks != n for f in fits):
             near = min(fits, key=lambda a: (abs(a.ranks - n), a.ranks))
             out.append(replace(near, ranks=n, hop_us=near.hop_us * worse, busbw_gbps=near.busbw_gbps * better,
-                               source="default", ref=f"borrowed from the {near.ranks}-rank fit (intervals.SPREAD)"))
+                               source="default", ref=f"borrowed from the {near.ranks}-rank fit (intervals.SPREAD)",
+                               message_bytes=None))
     return tuple(out)
 
 
@@ -123,6 +135,7 @@ def corner(profile: Profile, side: str) -> Profile:
         decode_efficiency=_curve_end("decode_efficiency", profile.decode_efficiency, side),
         serving=serving,
         engine_memory={rt: _engine_end(em, side) for rt, em in profile.engine_memory.items()},
+        corner=side,
     )
     _CORNERS[key] = (profile, out)
     return out
@@ -162,6 +175,9 @@ def defaults_used(profile: Profile) -> list[str]:
     if profile.engine_allreduce:
         have = {f.ranks for f in profile.engine_allreduce}
         out += [f"serving.tp_allreduce[{n} ranks] (borrowed)" for n in TP_SIZES if n not in have]
+        out += [f"serving.tp_allreduce[{f.ranks} ranks] outside the mean messages its fit pins "
+                + (f"({f.message_bytes[0] / 2**20:.2g}-{f.message_bytes[1] / 2**20:.2g} MiB)" if f.message_bytes
+                   else "(none recorded)") for f in profile.engine_allreduce]
     for rt, em in profile.engine_memory.items():
         out += [f"memory.{rt}.non_torch_gib.{k}" for k, v in em.non_torch_gib.items()
                 if v.source == "default" and v.plausible]

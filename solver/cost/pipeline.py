@@ -23,7 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from solver.cost import comm
+from solver.cost import comm, kv_admission
+from solver.cost.ops.phases import prefill_steps
 from solver.cost.serving import Concurrency, ServingConfig, concurrency, serving_config
 from solver.cost.stage import Stage, StageTime, activation_bytes, stage_time
 from solver.inputs.model import ModelSpec
@@ -47,6 +48,10 @@ class PipelineEstimate:
     concurrency: Concurrency | None = None
     prefill_steps: int = 0              # per wave (first wave)
     serving: ServingConfig | None = field(default=None, repr=False)
+    # mean bytes of one TP all-reduce call over the batch (every forward pass of a stage makes
+    # the same calls; a pass of T tokens reduces T x hidden x act_bytes): what an end-to-end
+    # fit of the engine all-reduce pins (calibrate/serving/fit.py)
+    allreduce_mean_bytes: float = 0.0
 
     @property
     def throughput_tok_s(self) -> float:
@@ -70,6 +75,8 @@ class _Wave:
     times: tuple[StageTime, ...]
     link_pre: tuple[float, ...]
     link_dec: tuple[float, ...]
+    pass_tokens: float = 0.0  # tokens over all forward passes of one stage in this wave
+    passes: float = 0.0       # forward passes of one stage in this wave
 
 
 def _servers(stage_s: list[float], link_s: list[float], engine_s: float) -> list[tuple[str, float]]:
@@ -106,8 +113,12 @@ def _wave(model: ModelSpec, workload: Workload, stages: list[Stage], links_gbps:
         bottleneck = max(pre, key=lambda kv: kv[1])[0]
     else:
         bottleneck = busiest_name if m * busiest >= chain else "chain"
+    # forward passes of one stage: each prefill step in the op composition's chunks, then m per round
+    chunks = prefill_steps(per_step, workload.prompt_len, cfg.batched_tokens(workload))
+    pass_tokens = steps * sum(st.tokens * k for st, k in chunks) + decode_steps * m * mb
+    passes = steps * sum(k for _, k in chunks) + decode_steps * m
     return _Wave(pre_s, decode_steps * round_s, round_s, bottleneck, mb, m, steps, tuple(times),
-                 tuple(link_pre), tuple(link_dec))
+                 tuple(link_pre), tuple(link_dec), pass_tokens, passes)
 
 
 def estimate_pipeline(model: ModelSpec, workload: Workload, stages: list[Stage],
@@ -132,13 +143,44 @@ def estimate_pipeline(model: ModelSpec, workload: Workload, stages: list[Stage],
     first = waves[conc.waves[0]]
     prefill_s = sum(waves[n].prefill_s for n in conc.waves)
     decode_s = sum(waves[n].decode_s for n in conc.waves)
+    if cfg.kv_on_demand:
+        prefill_s, decode_s = _on_demand(model, workload, stages, links_gbps, runtime, cfg, conc, waves,
+                                         prefill_s, decode_s)
     return PipelineEstimate(
         micro_batch=first.micro_batch, num_micro_batches=first.micro_batches, stage_times=first.times,
         link_prefill_s=first.link_pre, link_decode_s=first.link_dec,
         prefill_s=prefill_s, decode_s=decode_s, decode_round_s=first.round_s,
         elapsed_s=prefill_s + decode_s, tokens=tokens, bottleneck=first.bottleneck,
         concurrency=conc, prefill_steps=first.prefill_steps, serving=cfg,
+        allreduce_mean_bytes=_mean_pass_tokens([waves[n] for n in conc.waves]) * model.hidden_size
+        * workload.act_bytes,
     )
+
+
+def _mean_pass_tokens(waves: list[_Wave]) -> float:
+    passes = sum(w.passes for w in waves)
+    return sum(w.pass_tokens for w in waves) / passes if passes else 0.0
+
+
+def _on_demand(model, workload, stages, links_gbps, runtime, cfg, conc, waves, prefill_s, decode_s):
+    """(prefill_s, decode_s) of the batch when KV blocks are allocated as tokens are written
+    (``kv_admission.on_demand``: more sequences at once, preempted ones recomputed), if that
+    is faster than reserving whole contexts; else the reserved ones. Used only for the
+    optimistic interval corner (``ServingConfig.kv_on_demand``), so the faster of the two.
+    Each admission's prefill costs its wave's prefill per prompt token; each stretch of
+    decode steps costs its running count's decode round."""
+    sched = kv_admission.on_demand(workload.batch, workload.prompt_len, workload.output_len,
+                                   conc.kv_capacity_tokens, cfg.max_num_seqs, cfg.block_size)
+    if sched is None:
+        return prefill_s, decode_s
+
+    def wave(n: int) -> _Wave:
+        if n not in waves:
+            waves[n] = _wave(model, workload, stages, links_gbps, runtime, cfg, n)
+        return waves[n]
+    pre = sum(wave(n).prefill_s * tokens / (n * workload.prompt_len) for n, tokens in sched.admissions)
+    dec = sum(steps * wave(n).round_s for n, steps in sched.segments)
+    return (pre, dec) if pre + dec < prefill_s + decode_s else (prefill_s, decode_s)
 
 
 def even_split(num_layers: int, pp: int) -> list[int]:

@@ -62,6 +62,9 @@ class ServingConfig:
     block_size: int = KV_BLOCK_TOKENS
     sources: tuple[tuple[str, str], ...] = ()  # (setting, where its value comes from)
     enforce_eager: bool = False  # no CUDA graphs (none captured, none in the KV budget)
+    # KV blocks allocated as tokens are written (V1; solver/cost/kv_admission.py) rather than a
+    # whole context reserved per sequence: the optimistic interval corner only (docs/metrics.md)
+    kv_on_demand: bool = False
 
     def model_len(self, workload: Workload) -> int:
         return self.max_model_len if self.max_model_len is not None else workload.max_len
@@ -145,6 +148,7 @@ def serving_config(profile: Profile, gpu_memory_utilization: float | None = None
         assumed=tuple(assumed), max_model_len=st.max_model_len, enable_chunked_prefill=st.enable_chunked_prefill,
         entry_point=st.entry_point, version=version, gpu_name=profile.gpu_name, gpu_memory_gib=mem_gib,
         sources=tuple(sources), block_size=es.block_size_default(version)[0], enforce_eager=st.enforce_eager,
+        kv_on_demand=profile.corner == "high" and es.is_v1(version),
     )
 
 

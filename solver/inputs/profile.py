@@ -186,11 +186,17 @@ def _serving(data, where: str) -> tuple[dict, tuple[EngineAllReduce, ...]]:
 
 
 def _engine_allreduce(data, where: str, path: str) -> EngineAllReduce:
-    f = Fields(data, where, path, ("ranks", "hop_us", "busbw_gbps", "source", "ref", "fit_error", "note"))
+    f = Fields(data, where, path, ("ranks", "hop_us", "busbw_gbps", "source", "ref", "fit_error", "note",
+                                   "message_bytes"))
+    size = f.get("message_bytes", list, None)
+    if size is not None and (len(size) != 2 or not all(finite_number(x) and x > 0 for x in size)
+                             or size[0] > size[1]):
+        raise f.error("message_bytes", f"must be [smallest, largest] positive bytes, got {size!r}")
     return EngineAllReduce(ranks=f.get("ranks", int, min_value=2), hop_us=f.get("hop_us", float, min_value=0.0),
                            busbw_gbps=f.get("busbw_gbps", float, min_value=1e-6),
                            source=f.get("source", str, choices=SOURCES), ref=f.get("ref", str, ""),
-                           fit_error=f.get("fit_error", dict, None))
+                           fit_error=f.get("fit_error", dict, None),
+                           message_bytes=(float(size[0]), float(size[1])) if size is not None else None)
 
 
 def parse_profile(data: object, where: str) -> Profile:

@@ -103,6 +103,9 @@ class EngineAllReduce:
     source: str
     ref: str = ""
     fit_error: dict | None = None
+    # [smallest, largest] mean message (bytes per call) of the fit rows: where the fit pins
+    # t(S) (calibrate/serving/fit.py); None: not recorded
+    message_bytes: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,9 @@ class Profile:
     # CUDA compute capability (SM version, e.g. 8.0 for A100): which weight schemes the GPU
     # runs (solver.inputs.capability). None: not given, the peak_tflops keys decide.
     compute_capability: Value | None = None
+    # "" for the profile as written; "low" / "high" for an interval corner of it
+    # (solver.cost.intervals.corner): what the serving model may treat as pessimistic/optimistic
+    corner: str = ""
 
     def matches(self, gpu: str) -> bool:
         key = normalize_gpu_name(gpu)

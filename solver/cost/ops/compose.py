@@ -193,7 +193,14 @@ def _allreduce(profile: Profile, tables: OpTables | None, tp: int, size_bytes: f
     on another machine does not show; ``comm.tp_allreduce_s`` rules), then the op table, then
     the collective fits."""
     if profile.engine_allreduce:
-        return comm.tp_allreduce_s(profile, tp, size_bytes), "serving.tp_allreduce (fitted end to end)"
+        s, src = comm.tp_allreduce_s(profile, tp, size_bytes), "serving.tp_allreduce (fitted end to end)"
+        if profile.corner and not comm.fit_pins(profile, tp, size_bytes):
+            # at an interval corner, a size the fit does not pin spans the fit's extrapolation
+            # and the imported table's time for it (docs/metrics.md, "Intervals")
+            alt = allreduce_s(profile, tables, tp, size_bytes, tokens)
+            if alt is not None and (alt[0] > s) == (profile.corner == "low"):
+                s, src = alt[0], f"{alt[1]} (interval {profile.corner} end: size outside the fit's pinned range)"
+        return s, src
     hit = allreduce_s(profile, tables, tp, size_bytes, tokens)
     if hit is not None:
         return hit
