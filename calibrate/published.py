@@ -2,7 +2,8 @@
 
 Each entry names its source. Memory is the usable total nvidia-smi reports (MiB / 1024),
 as collected in modal-labs/modal-client PR #2797 ("nvidia quotes GB on their GPUs not GiB"),
-where available; otherwise the datasheet capacity.
+where available; otherwise the datasheet capacity. ``memory_cuda_total_gib`` is the smaller
+total CUDA reports, which vLLM sizes its budget by (CUDA_TOTAL_GIB below).
 """
 
 from __future__ import annotations
@@ -104,6 +105,61 @@ GPUS: dict[str, dict] = {
 }
 
 
+# The total CUDA reports (torch.cuda.mem_get_info, printed by vLLM as ``total_gpu_memory``), GiB:
+# what vLLM multiplies by gpu_memory_utilization, below nvidia-smi's total (the driver keeps the
+# rest). (value, ref) where a public vLLM log gives it; it varies by ~0.1 GiB with the driver.
+CUDA_TOTAL_GIB = {
+    "A100-SXM4-80GB": (79.26, "vLLM 0.10.1.1 on A100 80GB at two gpu_memory_utilization values of one setup "
+                              "(../shared/data/vllm_memory/logs.csv lines 17/18 and 19/20, dennislee22/vLLM-"
+                              "benchmarking b474d1e): KV difference / utilization difference = (24.83 - 5.01) / "
+                              "0.25 = 79.28 and (31.83 - 12.02) / 0.25 = 79.24 GiB; mean 79.26"),
+    "H100-SXM-80GB": (79.22, "vLLM log in vllm-project/vllm PR #10511 ('total_gpu_memory 79.22GiB', Llama-3-8B "
+                             "TP1 and TP2); the same author gives H100-80G with 79.22 GiB in PR #12126. SXM or "
+                             "PCIe is not stated (both carry 80 GB HBM); other public H100 logs print 79.11-79.15 "
+                             "GiB with other drivers (vllm#27508 OOM message: 79.11 GiB)"),
+    "L40S": (44.31, "vLLM 0.7.2 start-up log on an L40S, vllm-project/vllm#15196: 'total_gpu_memory (44.31GiB)'"),
+}
+# smi - CUDA over the sourced entries: 0.74 (A100), 0.43 (H100), 0.68 (L40S) GiB. A GPU without a
+# sourced total gets nvidia-smi's minus their mean as a `default`, ranging from minus the
+# largest gap up to nvidia-smi's total itself (no reservation: the bound that cannot be passed).
+_GAPS = [GPUS[g]["memory_gib"][0] - v for g, (v, _ref) in CUDA_TOTAL_GIB.items()]
+_GAP_REF = (f"nvidia-smi's total minus the mean smi-minus-CUDA gap of the sourced profiles ({min(_GAPS):.2f}-"
+            f"{max(_GAPS):.2f} GiB: A100 80GB, H100, L40S; calibrate/published.py CUDA_TOTAL_GIB); range: minus "
+            f"the largest gap up to nvidia-smi's total")
+# H200: nvidia-smi prints 143,771 MiB (gpu.memory_gib keeps the datasheet's 141e9 bytes = 131.3 GiB).
+_H200_SMI_GIB = 143771 / 1024
+
+
+def _gap_default(name: str, note: str) -> tuple:
+    smi = GPUS[name]["memory_gib"][0]
+    return smi - sum(_GAPS) / len(_GAPS), (smi - max(_GAPS), smi), f"no citable log pinned: {_GAP_REF} ({note})"
+
+
+CUDA_TOTAL_DEFAULT = {
+    "A10G": _gap_default("A10G", "22.49 GiB: the A10's 23,028 MiB. Public PyTorch OOM messages on A10G print "
+                                 "21.99-22.06 GiB, inside the range"),
+    "V100-SXM2-16GB": _gap_default("V100-SXM2-16GB", "16 GiB here is the physical size, above nvidia-smi's. PyTorch "
+                                                     "OOM messages on 16 GB GPUs commonly print 15.77 GiB, inside "
+                                                     "the range"),
+    "H200-SXM-141GB": (139.80, (_H200_SMI_GIB - max(_GAPS), _H200_SMI_GIB - min(_GAPS)),
+                       "not pinned to a citable URL, hence default: public vLLM logs on 8x H200 print "
+                       "'total_gpu_memory (139.81GiB)' beside nvidia-smi's 143,771 MiB, and PyTorch OOM messages "
+                       "on H200 'total capacity of 139.80 GiB'; range: 143,771 MiB minus the sourced profiles' "
+                       "smi-minus-CUDA gaps (calibrate/published.py CUDA_TOTAL_GIB)"),
+}
+
+
+def cuda_total_record(name: str) -> dict | None:
+    """``gpu.memory_cuda_total_gib`` of a datasheet GPU: published where a vLLM log gives it,
+    else the documented default above; None for GPUs in neither table."""
+    if name in CUDA_TOTAL_GIB:
+        return _pub(*CUDA_TOTAL_GIB[name])
+    if name in CUDA_TOTAL_DEFAULT:
+        v, (lo, hi), ref = CUDA_TOTAL_DEFAULT[name]
+        return {"value": round(v, 4), "source": "default", "ref": ref, "plausible": [round(lo, 4), round(hi, 4)]}
+    return None
+
+
 def find(name: str) -> tuple[str, dict] | None:
     from solver.inputs.profile_records import normalize_gpu_name
     key = normalize_gpu_name(name)
@@ -129,4 +185,5 @@ def gpu_block(name: str, spec: dict) -> dict:
                         for dt, v in spec["tflops"].items()},
         "hbm_gbps": _pub(*spec["hbm_gbps"]),
         "compute_capability": _pub(*spec["compute_capability"]),
+        **({"memory_cuda_total_gib": rec} if (rec := cuda_total_record(name)) else {}),
     }

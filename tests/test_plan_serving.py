@@ -39,26 +39,28 @@ def _quiet():
 
 def test_batch_beyond_the_kv_cache_runs_in_waves(write, capsys):
     """Llama-3-8B on one A100-80GB, batch 512 x 2,560 tokens: 160 GiB of KV for the batch.
-    vLLM 0.10 on an A100 (profiles/a100.json memory.vllm): budget 0.9 x 80 GiB =
-    77,309,411,328 B; weights 16,060,522,496; non-torch 0.2959 GiB = 317,720,205.7; profile
+    vLLM 0.10 on an A100 (profiles/a100.json memory.vllm): budget 0.9 x the CUDA total 79.26
+    GiB (gpu.memory_cuda_total_gib; nvidia-smi's 80 is not what vLLM sizes by) =
+    76,594,299,273.2 B; weights 16,060,522,496; non-torch 0.2984 GiB = 320,404,560.3; profile
     run of 8,192 tokens (V1 offline default below 70 GiB or on A100), MLP phase
-    (3 x 4,096 + 3 x 14,336) x 8,192 x 2 = 905,969,664 (sampler phase 0). KV 60,025,198,962
-    B = 28,622 blocks of 2,097,152 = 457,952 tokens = 55.90 GiB: 457,952 // 2,560 = 178
-    sequences at once, in waves 178 + 178 + 156."""
+    (3 x 4,096 + 3 x 14,336) x 8,192 x 2 = 905,969,664 (sampler phase 0). KV 59,307,402,552.9
+    B = 28,279 blocks of 2,097,152 = 452,464 tokens = 55.23 GiB: 452,464 // 2,560 = 176
+    sequences at once, in waves 176 + 176 + 160 (512 = 2 x 176 + 160)."""
     c = write("one.yaml", ONE_A100)
     argv = ["plan", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--cluster", str(c)]
     assert main(argv + BIG_BATCH + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["replicas"][0]
-    assert (rep["concurrency"], rep["concurrency_limited_by"], rep["waves"]) == (178, "kv_cache", [178, 178, 156])
-    assert rep["kv_capacity_tokens"] == 457_952
+    assert (rep["concurrency"], rep["concurrency_limited_by"], rep["waves"]) == (176, "kv_cache", [176, 176, 160])
+    assert rep["kv_capacity_tokens"] == 452_464
     stage = rep["stages"][0]
-    assert stage["kv_cache_gib"] == pytest.approx(457_952 * 131_072 / 2**30)  # 55.90234375
-    assert stage["memory_used_gib"] <= 0.9 * 80 and stage["memory_used_gib"] > 0.9 * 80 - 0.01
-    assert stage["memory_used_gib"] + stage["memory_free_gib"] == pytest.approx(80.0)
+    assert stage["kv_cache_gib"] == pytest.approx(452_464 * 131_072 / 2**30)  # 55.232421875
+    # used = the budget less the unfilled part of the last block (< 2 MiB)
+    assert stage["memory_used_gib"] <= 0.9 * 79.26 and stage["memory_used_gib"] > 0.9 * 79.26 - 0.01
+    assert stage["memory_used_gib"] + stage["memory_free_gib"] == pytest.approx(80.0)  # free: vs nvidia-smi's 80
     assert ("--max-model-len 2560 --gpu-memory-utilization 0.9 --max-num-seqs 256 --max-num-batched-tokens 8192 "
             "--enable-chunked-prefill --port 8000") in rep["vllm"]["command"]
     assert main(argv + BIG_BATCH) == 0
-    assert "178 (kv_cache)  2 x 178 + 156" in capsys.readouterr().out
+    assert "176 (kv_cache)  2 x 176 + 160" in capsys.readouterr().out
 
 
 def test_validator_checks_kv_for_the_reported_concurrency(write):
@@ -68,12 +70,12 @@ def test_validator_checks_kv_for_the_reported_concurrency(write):
     r = plan(model, wl, cluster, profiles)
     assert check_plan(r.plan, model, wl, cluster, profiles) == []
     rep = r.plan.replicas[0]
-    assert (rep.concurrency, rep.waves) == (178, (178, 178, 156))
+    assert (rep.concurrency, rep.waves) == (176, (176, 176, 160))  # the waves test above
     bad = Plan((PlacedReplica(rep.stages, rep.throughput_tok_s, rep.usd_per_hour, rep.bottleneck,
                               rep.shape, 400, (400, 112)),))
     problems = check_plan(bad, model, wl, cluster, profiles)
-    assert any("with KV for 400 sequences, usable 72.00 (0.9 x 80)" in p for p in problems)
-    assert any("reports concurrency 400 in waves [400, 112], the serving model runs 178 in [178, 178, 156]" in p
+    assert any("with KV for 400 sequences, usable 71.33 (0.9 x 79.26)" in p for p in problems)  # 71.334
+    assert any("reports concurrency 400 in waves [400, 112], the serving model runs 176 in [176, 176, 160]" in p
                for p in problems)
 
 

@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from calibrate import published
 from calibrate.importers.vllm_log import LOG_COLUMNS
 from calibrate.memory.phases import predict
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms
+from solver.cost.engine_memory import kv_cache_bytes
 from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
 from solver.errors import InputError
 from solver.inputs.fields import read_text
@@ -62,13 +64,12 @@ MODELS = {
                                      ("32B", 64, 5120, 64, 25600, False))},
 }
 # GPU name (as in the points) -> memory torch reports, GiB, where the row does not print it.
-GPU_TOTAL_GIB = {"A100 80GB": (79.25, "torch.cuda.mem_get_info total of an A100-SXM4-80GB (81,920 MiB - 768 MiB "
-                                      "reserved = 79.25 GiB), as printed in vLLM logs"),
+# GPUs with a shipped profile take its gpu.memory_cuda_total_gib (calibrate/published.py).
+GPU_TOTAL_GIB = {"A100 80GB": published.CUDA_TOTAL_GIB["A100-SXM4-80GB"],
                  "A100 40GB": (39.39, "torch total of an A100-40GB (40,339 MiB), as printed in vLLM logs"),
                  "RTX 4090": (23.65, "torch total of an RTX 4090 (24,217 MiB)"),
                  "RTX 3090": (23.58, "as printed in the #10517 log"),
-                 "L40S": (44.31, "torch total printed by vLLM 0.7.2 on an L40S (vllm-project/vllm#15196: "
-                                 "'total_gpu_memory (44.31GiB)'); nvidia-smi's 46,068 MiB is not what torch sees")}
+                 "L40S": published.CUDA_TOTAL_GIB["L40S"]}
 # How the GPUs of a point talk: vLLM's custom all-reduce (IPC buffers, part of non-torch
 # memory at TP >= 2) runs only over NVLink / full P2P (vllm/distributed/device_communicators/
 # custom_all_reduce.py refuses PCIe-only groups of > 2 GPUs and GPUs without P2P), so the
@@ -259,8 +260,10 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
     for c in fit:
         nt = c.row.get("non_torch_gib")
         if nt is None and c.row.get("kv_cache_gib") is not None and c.row.get("weights_gib") is not None:
-            peak = predict(phases, c.terms())[0] / GIB
-            nt = c.util * c.total_gib - c.row["weights_gib"] - c.row["kv_cache_gib"] - peak - c.graphs_gib()
+            peak = predict(phases, c.terms())[0]
+            # vLLM's rule solved for non-torch memory: what the budget leaves with none, minus KV
+            nt = kv_cache_bytes(c.total_gib * GIB, c.util, c.row["weights_gib"] * GIB, 0.0, peak,
+                                c.graphs_gib() * GIB) / GIB - c.row["kv_cache_gib"]
             how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
         if nt is not None:
             by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[1 if c.tp == 1 else 2].append(nt)
@@ -281,9 +284,9 @@ def predict_case(c: Case, ff: FamilyFit) -> dict:
     """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV."""
     peak, phase = predict(ff.phases, c.terms())
     nt = ff.nt_gib(c.row["gpu"], c.tp)
-    w = c.weights_bytes() / GIB
-    kv = c.util * c.total_gib - w - nt - peak / GIB - c.graphs_gib()
-    return {"weights_gib": w, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
+    w = c.weights_bytes()
+    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, c.graphs_gib() * GIB) / GIB
+    return {"weights_gib": w / GIB, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
             "kv_cache_gib": kv}
 
 

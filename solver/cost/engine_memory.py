@@ -4,6 +4,9 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
 
     kv_bytes = gpu_memory_utilization x total - weights - non_torch - activation_peak
 
+* ``total``: what CUDA reports (``torch.cuda.mem_get_info()[1]``: V0 ``worker.py``, V1
+  ``gpu_worker.py``), the profile's ``gpu.memory_cuda_total_gib`` -- below nvidia-smi's
+  ``gpu.memory_gib``, which stands in (a ``default``) where the profile does not give it.
 * ``non_torch``: memory outside torch's allocator after the profile run (CUDA context,
   NCCL communicators, custom all-reduce IPC buffers): ``base`` on one GPU, ``+ tp_extra``
   with TP >= 2, ``+ pp_extra`` with PP >= 2 (profile ``memory.vllm.non_torch_gib``).
@@ -61,6 +64,14 @@ class StageBudget:
                 "kv_cache": max(0.0, self.kv_cache) / GIB, "budget": self.budget / GIB, "total": self.total / GIB}
 
 
+def kv_cache_bytes(total: float, util: float, weights: float, non_torch: float, activation_peak: float,
+                   graphs_in_budget: float = 0.0) -> float:
+    """vLLM's budget rule, in bytes: what ``util`` x ``total`` leaves after weights, non-torch
+    memory, the profile run's peak and (where the version counts them first) CUDA graphs.
+    Negative: nothing fits. The one copy: stage_budget and calibrate's vLLM fit both call it."""
+    return util * total - weights - non_torch - activation_peak - graphs_in_budget
+
+
 def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm") -> float:
     em = profile.engine_memory.get(runtime)
     if em is None:
@@ -89,7 +100,7 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
                  workload: Workload, cfg, runtime: str = "vllm") -> StageBudget:
     """``cfg`` is a :class:`solver.cost.serving.ServingConfig` (engine settings resolved)."""
     em = profile.engine_memory.get(runtime)
-    total = profile.memory_gib.value * GIB
+    total = profile.cuda_total_gib().value * GIB
     budget = cfg.gpu_memory_utilization * total
     weights = stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes)
     tokens = cfg.batched_tokens(workload)
@@ -98,7 +109,7 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
     non_torch = non_torch_bytes(profile, tp, pp, runtime)
     graphs = em.cudagraph_gib.value * GIB if em is not None and not cfg.enforce_eager else 0.0
     in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager)[0]
-    kv = budget - weights - non_torch - act - (graphs if in_budget else 0.0)
+    kv = kv_cache_bytes(total, cfg.gpu_memory_utilization, weights, non_torch, act, graphs if in_budget else 0.0)
     per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
                                                     first, last)
     return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None)

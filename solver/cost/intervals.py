@@ -47,6 +47,8 @@ SPREAD = {
     "intra_node_p2p_efficiency": (0.5, 1.0, "achieved / nominal peer-to-peer bandwidth"),
     "intra_node_alpha_us": (0.5, 4.0, "per-message latency of NCCL inside a node, 5-40 us"),
     "inter_node_alpha_us": (0.5, 4.0, "per-message latency across nodes, 20-160 us"),
+    "memory_cuda_total_gib": (0.985, 1.0, "a missing CUDA-visible total: nvidia-smi's stands in, an upper bound; "
+                                          "the sourced profiles' CUDA totals sit 0.5-1.5% below it (docs/profile.md)"),
     "borrowed_allreduce": (0.5, 2.0, "an engine all-reduce fit measured at another rank count (serving."
                                      "tp_allreduce): busbw and per-hop time within 2x either way"),
 }
@@ -55,7 +57,7 @@ TP_SIZES = (2, 4, 8)
 # DEFAULTS assume 0): engine CPU time per step, vLLM's scheduler + sampler + detokenizer.
 SERVING_PLAUSIBLE = {"decode_step_overhead_ms": (0.0, 10.0), "prefill_overhead_ms": (0.0, 50.0)}
 HIGHER_IS_BETTER = {"peak_tflops", "hbm_gbps", "intra_node_gbps", "prefill_efficiency", "decode_efficiency",
-                    "nic_efficiency", "intra_node_p2p_efficiency"}
+                    "nic_efficiency", "intra_node_p2p_efficiency", "memory_cuda_total_gib"}
 SIDES = ("low", "high")
 
 
@@ -127,6 +129,7 @@ def corner(profile: Profile, side: str) -> Profile:
         engine_allreduce=_allreduce_ends(profile.engine_allreduce, side),
         peak_tflops={k: _end("peak_tflops", v, side) for k, v in profile.peak_tflops.items()},
         hbm_gbps=_end("hbm_gbps", profile.hbm_gbps, side),
+        memory_cuda_total_gib=_end("memory_cuda_total_gib", profile.cuda_total_gib(), side),
         intra_node_gbps=_end("intra_node_gbps", profile.intra_node_gbps, side),
         network={k: _end(k, v, side) for k, v in profile.network.items()},
         runtime_overhead_gib=_end("runtime_overhead_gib", profile.runtime_overhead_gib, side),
@@ -168,6 +171,7 @@ def defaults_used(profile: Profile) -> list[str]:
     """Names of the profile's `default` numbers that have a range (what can widen an interval)."""
     out = [f"gpu.peak_tflops.{k}" for k, v in profile.peak_tflops.items() if v.source == "default"]
     out += [f"gpu.{n}" for n in ("hbm_gbps", "intra_node_gbps") if getattr(profile, n).source == "default"]
+    out += ["gpu.memory_cuda_total_gib"] if profile.cuda_total_gib().source == "default" else []
     out += [f"compute.{n}" for n in ("prefill_efficiency", "decode_efficiency")
             if getattr(profile, n).source == "default"]
     out += [f"network.{k}" for k, v in profile.network.items() if v.source == "default" and k in SPREAD]

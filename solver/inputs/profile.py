@@ -210,7 +210,7 @@ def parse_profile(data: object, where: str) -> Profile:
         raise top.error("ops", "op tables need schema_version 2")
     g = Fields(top.get("gpu", dict), where, "gpu", ("name", "aliases", "memory_gib", "interconnect",
                                                     "intra_node_gbps", "peak_tflops", "hbm_gbps", "note",
-                                                    "compute_capability"))
+                                                    "compute_capability", "memory_cuda_total_gib"))
     peaks_raw = g.get("peak_tflops", dict)
     if not peaks_raw:
         raise g.error("peak_tflops", "needs at least one dtype (bf16, fp16, fp8)")
@@ -260,6 +260,8 @@ def parse_profile(data: object, where: str) -> Profile:
         raw=data,
         compute_capability=(_value(g.data["compute_capability"], where, "gpu.compute_capability", POSITIVE)
                             if "compute_capability" in g.data else None),
+        memory_cuda_total_gib=(_value(g.data["memory_cuda_total_gib"], where, "gpu.memory_cuda_total_gib",
+                                      POSITIVE) if "memory_cuda_total_gib" in g.data else None),
     )
 
 

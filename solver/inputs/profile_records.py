@@ -153,6 +153,17 @@ class Profile:
     # "" for the profile as written; "low" / "high" for an interval corner of it
     # (solver.cost.intervals.corner): what the serving model may treat as pessimistic/optimistic
     corner: str = ""
+    # The total CUDA reports (cudaMemGetInfo, torch.cuda.mem_get_info): what vLLM multiplies by
+    # gpu_memory_utilization. Below nvidia-smi's ``memory_gib``. None: not given (cuda_total_gib).
+    memory_cuda_total_gib: Value | None = None
+
+    def cuda_total_gib(self) -> Value:
+        """``gpu.memory_cuda_total_gib``, else nvidia-smi's total as a ``default`` (an upper
+        bound: its low end comes from solver.cost.intervals.SPREAD)."""
+        if self.memory_cuda_total_gib is not None:
+            return self.memory_cuda_total_gib
+        return Value(self.memory_gib.value, "default", "gpu.memory_cuda_total_gib absent: nvidia-smi's "
+                                                       "gpu.memory_gib stands in (an upper bound)")
 
     def matches(self, gpu: str) -> bool:
         key = normalize_gpu_name(gpu)

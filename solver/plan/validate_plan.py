@@ -97,7 +97,7 @@ def _launch_problems(r: int, stages, runtime: str, groups: dict) -> list[str]:
 def served_stage_memory(st: Stage, model: ModelSpec, workload: Workload, cfg: ServingConfig,
                         kv_tokens: int, pp: int = 1) -> StageMemory:
     """Bytes on one GPU of ``st`` when the engine holds ``kv_tokens`` tokens of KV cache;
-    ``capacity`` is the usable gpu_memory_utilization x memory. Weights, non-torch memory and
+    ``capacity`` is the usable gpu_memory_utilization x the CUDA total. Weights, non-torch memory and
     the profile run's peak are vLLM's accounting (solver.cost.engine_memory.stage_budget)."""
     b = stage_budget(st.profile, model, st.tp, pp, st.n_layers, st.first, st.last, workload, cfg)
     return StageMemory(
@@ -119,7 +119,7 @@ def _memory_problems(r: int, rep, cost: list[Stage], model, workload) -> list[st
         if mem.total > mem.capacity:
             out.append(f"replica {r} stage {k}: needs {mem.total / 2**30:.2f} GiB per GPU with KV for {seqs} "
                        f"sequences, usable {mem.capacity / 2**30:.2f} "
-                       f"({cfg.gpu_memory_utilization:g} x {st.profile.memory_gib.value:g})")
+                       f"({cfg.gpu_memory_utilization:g} x {st.profile.cuda_total_gib().value:g})")
     return out
 
 
