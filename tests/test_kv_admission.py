@@ -64,19 +64,21 @@ def _tp4(profile, workload):
 
 
 def test_high_corner_times_the_on_demand_schedule(l40s):
-    """L40S TP4, 30 x (4096 + 4096): reserving 8192-token contexts fits 7 at once (KV capacity
-    from the profile). The optimistic corner plays the V1 schedule: each admission's prefill at
+    """L40S TP4, 30 x (4096 + 4096): the KV cache holds 49,872 tokens per GPU (0.85 x the CUDA
+    total 44.31 GiB - 32.86 weights - 0.30 non-torch - 0.70 activation = 3.81 GiB at 80 KiB per
+    token, in blocks of 16), so reserving 8192-token contexts fits 49,872 // 8192 = 6 at once.
+    The optimistic corner plays the V1 schedule: each admission's prefill at
     its wave's prefill per prompt token, each stretch at its running count's decode round."""
     w = Workload(batch=30, prompt_len=4096, output_len=4096, dtype="fp16")
     model, stages, cfg, exp = _tp4(l40s, w)
-    assert exp.concurrency.seqs == 7 and exp.concurrency.limited_by == "kv_cache"
+    assert exp.concurrency.seqs == 6 and exp.concurrency.limited_by == "kv_cache"
     hi_stages = intervals.at_corner(stages, "high")
     hi_cfg = serving_config(hi_stages[0].profile, 0.85)
     assert hi_cfg.kv_on_demand and not cfg.kv_on_demand
     hi = estimate_pipeline(model, w, hi_stages, [], "vllm", serving=hi_cfg)
     conc = concurrency(hi_stages, model, w, hi_cfg)
     sched = on_demand(30, 4096, 4096, conc.kv_capacity_tokens, hi_cfg.max_num_seqs, 16)
-    assert sched.mean_running > 7 and sched.preemptions > 0
+    assert sched.mean_running > 6 and sched.preemptions > 0
 
     def wave(n):
         return running_wave(model, w, hi_stages, [], n, serving=hi_cfg)
@@ -87,30 +89,31 @@ def test_high_corner_times_the_on_demand_schedule(l40s):
 
 
 def test_fit_records_the_mean_message_it_pins(l40s):
-    """Fit row 12 of the L40S data (TP4, 30 x (8192 + 2048), 5 at once, 6 waves): per wave 5
-    prefill passes of 8192 tokens and 2047 decode passes of 5 tokens: (5 x 8192 + 2047 x 5) /
-    (5 + 2047) = 51195 / 2052 tokens per all-reduce x 8192 hidden x 2 bytes = 408,762 B, the
-    smallest mean of the TP4 fit rows (profiles/l40s.json serving.tp_allreduce[0].message_bytes)."""
+    """Fit row 12 of the L40S data (TP4, 30 x (8192 + 2048)): 49,872 KV tokens // 10,240 = 4 at
+    once, waves 7 x 4 + 2. Each wave of n: n prefill passes of 8192 tokens and 2047 decode passes
+    of n tokens. Over the 8 waves: (30 x 8192 + 2047 x 30) / (30 + 8 x 2047) = 307,170 / 16,406
+    tokens per all-reduce x 8192 hidden x 2 bytes = 306,758 B, the smallest mean of the TP4 fit
+    rows (profiles/l40s.json serving.tp_allreduce[0].message_bytes)."""
     w = Workload(batch=30, prompt_len=8192, output_len=2048, dtype="fp16")
     *_, est = _tp4(l40s, w)
-    assert est.allreduce_mean_bytes == pytest.approx(51195 / 2052 * 8192 * 2)
-    assert l40s.engine_allreduce[0].message_bytes[0] == round(51195 / 2052 * 8192 * 2)
+    assert est.allreduce_mean_bytes == pytest.approx(307170 / 16406 * 8192 * 2)
+    assert l40s.engine_allreduce[0].message_bytes[0] == round(307170 / 16406 * 8192 * 2)
 
 
 def test_corners_span_fit_and_table_outside_the_pinned_range(l40s):
     """8 ranks, a prefill step of 8192 tokens: 8192 x 8192 x 2 = 134,217,728 B, far above the
-    2.4 MB the TP8 fit rows pin. Fit: 2(8-1) x 84.575 us + 1.75 x 134217728 B / 25.6584 GB/s
-    = 1184.05 + 9154.2 = 10338.3 us; the imported NCCL table (aiconfigurator l40s, 8 ranks)
+    2.4 MB the TP8 fit rows pin. Fit: 2(8-1) x 65.66 us + 1.75 x 134217728 B / 10.1262 GB/s
+    = 919.24 + 23195.38 = 24114.62 us; the imported NCCL table (aiconfigurator l40s, 8 ranks)
     162,500 us at that size. Expected: the fit; pessimistic corner: the table; optimistic: the fit."""
     tables, size = tables_for(l40s.ops, "vllm"), 134217728
     assert not comm.fit_pins(l40s, 8, size)
     exp = _allreduce(l40s, tables, 8, size, 8192)[0]
-    assert exp == pytest.approx(10338.3e-6, rel=1e-5)
+    assert exp == pytest.approx(24114.62e-6, rel=1e-5)
     low = _allreduce(intervals.corner(l40s, "low"), tables, 8, size, 8192)[0]
     high = _allreduce(intervals.corner(l40s, "high"), tables, 8, size, 8192)[0]
-    assert (low, high) == pytest.approx((0.1625, 10338.3e-6), rel=1e-5)
+    assert (low, high) == pytest.approx((0.1625, 24114.62e-6), rel=1e-5)
     # a TP4 decode step of 30 sequences, 30 x 8192 x 2 = 491,520 B, lies inside the pinned
-    # 408,762-1,286,319 B: no corner moves it
+    # 306,758-1,286,319 B: no corner moves it
     assert comm.fit_pins(l40s, 4, 491520)
     ends = {_allreduce(intervals.corner(l40s, s), tables, 4, 491520, 30)[0] for s in intervals.SIDES}
     assert ends == {_allreduce(l40s, tables, 4, 491520, 30)[0]}
