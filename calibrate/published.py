@@ -115,14 +115,19 @@ CUDA_TOTAL_GIB = {
                               "0.25 = 79.28 and (31.83 - 12.02) / 0.25 = 79.24 GiB; mean 79.26"),
     "H100-SXM-80GB": (79.22, "vLLM log in vllm-project/vllm PR #10511 ('total_gpu_memory 79.22GiB', Llama-3-8B "
                              "TP1 and TP2); the same author gives H100-80G with 79.22 GiB in PR #12126. SXM or "
-                             "PCIe is not stated (both carry 80 GB HBM); other public H100 logs print 79.11-79.15 "
-                             "GiB with other drivers (vllm#27508 OOM message: 79.11 GiB)"),
+                             "PCIe is not stated (both carry 80 GB HBM); other public H100 logs print 79.11-79.18 "
+                             "GiB with other drivers (vllm#27508 OOM message: 79.11 GiB; llm-d/llm-d-benchmark "
+                             "config_explorer: 79.18, data/vllm_memory_extra)"),
     "L40S": (44.31, "vLLM 0.7.2 start-up log on an L40S, vllm-project/vllm#15196: 'total_gpu_memory (44.31GiB)'"),
+    "A10G": (22.06, "PyTorch OOM message of a Qwen2.5-14B TP1 vLLM run on an A10G (g5): 'GPU 0 has a total capacity "
+                    "of 22.06 GiB', ddiiwoong/newblog blog/2026-08-23-llm-advanced-optimization.md @00205ba "
+                    "(data/vllm_memory_extra, lines 15-20)"),
 }
-# smi - CUDA over the sourced entries: 0.74 (A100), 0.43 (H100), 0.68 (L40S) GiB. A GPU without a
-# sourced total gets nvidia-smi's minus their mean as a `default`, ranging from minus the
-# largest gap up to nvidia-smi's total itself (no reservation: the bound that cannot be passed).
-_GAPS = [GPUS[g]["memory_gib"][0] - v for g, (v, _ref) in CUDA_TOTAL_GIB.items()]
+# smi - CUDA where both totals are cited for the GPU itself: 0.74 (A100), 0.43 (H100), 0.68
+# (L40S) GiB (the A10G's nvidia-smi figure is the A10's). A GPU without a sourced total gets
+# nvidia-smi's minus their mean as a `default`, ranging from minus the largest gap up to
+# nvidia-smi's total itself (no reservation: the bound that cannot be passed).
+_GAPS = [GPUS[g]["memory_gib"][0] - CUDA_TOTAL_GIB[g][0] for g in ("A100-SXM4-80GB", "H100-SXM-80GB", "L40S")]
 _GAP_REF = (f"nvidia-smi's total minus the mean smi-minus-CUDA gap of the sourced profiles ({min(_GAPS):.2f}-"
             f"{max(_GAPS):.2f} GiB: A100 80GB, H100, L40S; calibrate/published.py CUDA_TOTAL_GIB); range: minus "
             f"the largest gap up to nvidia-smi's total")
@@ -136,8 +141,6 @@ def _gap_default(name: str, note: str) -> tuple:
 
 
 CUDA_TOTAL_DEFAULT = {
-    "A10G": _gap_default("A10G", "22.49 GiB: the A10's 23,028 MiB. Public PyTorch OOM messages on A10G print "
-                                 "21.99-22.06 GiB, inside the range"),
     "V100-SXM2-16GB": _gap_default("V100-SXM2-16GB", "16 GiB here is the physical size, above nvidia-smi's. PyTorch "
                                                      "OOM messages on 16 GB GPUs commonly print 15.77 GiB, inside "
                                                      "the range"),

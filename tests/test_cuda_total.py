@@ -74,17 +74,20 @@ def test_missing_total_falls_back_to_smi_as_a_default(synthetic_profile):
 def test_shipped_profiles_carry_the_published_total():
     """Every shipped profile has the record calibrate/published.py writes (so `calibrate init`
     in the rebuild writes it back); sourced ones sit below nvidia-smi's total: A100 80 - 79.26
-    = 0.74, H100 79.65 - 79.22 = 0.43, L40S 44.99 - 44.31 = 0.68 GiB."""
+    = 0.74, H100 79.65 - 79.22 = 0.43, L40S 44.99 - 44.31 = 0.68, A10G 22.49 (the A10's) -
+    22.06 = 0.43 GiB."""
     for f in sorted((ROOT / "profiles").glob("*.json")):
         raw = json.loads(f.read_text())["gpu"]
         assert raw["memory_cuda_total_gib"] == published.cuda_total_record(raw["name"]), f.name
     profs = {p.gpu_name: p for p in load_profiles([str(ROOT / "profiles")])}
     gaps = {n: round(p.memory_gib.value - p.cuda_total_gib().value, 2) for n, p in profs.items()
             if p.cuda_total_gib().source == "published"}
-    assert gaps == {"A100-SXM4-80GB": 0.74, "H100-SXM-80GB": 0.43, "L40S": 0.68}
-    # a default is nvidia-smi's total minus the mean gap (0.74 + 0.4275 + 0.6783) / 3 = 0.6153
-    assert profs["A10G"].cuda_total_gib().value == pytest.approx(23028 / 1024 - 0.6153, abs=1e-4)  # 21.8730
-    assert profs["A10G"].cuda_total_gib().plausible == (pytest.approx(21.7483), pytest.approx(22.4883))
+    assert gaps == {"A100-SXM4-80GB": 0.74, "H100-SXM-80GB": 0.43, "L40S": 0.68, "A10G": 0.43}
+    # a default is the stated total minus the mean gap of the A100, H100 and L40S, whose
+    # nvidia-smi totals are their own: (0.74 + 0.4275 + 0.6783) / 3 = 0.6153; range [-0.74, 0]
+    v100 = profs["V100-SXM2-16GB"].cuda_total_gib()
+    assert (v100.source, v100.value) == ("default", pytest.approx(16 - 0.6153, abs=1e-4))  # 15.3848
+    assert v100.plausible == (pytest.approx(15.26), 16.0)
 
 
 def test_fit_totals_agree_with_the_profiles():
