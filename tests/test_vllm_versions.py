@@ -77,6 +77,8 @@ def test_0_34_export_pins_eager_and_the_estimate_sizing(write, capsys):
     argv = ["plan", "--profile", "profiles/a100.json", "--model", "llama3-8b", "--cluster", str(c), "--batch", "64",
             "--prompt-len", "1024", "--output-len", "256", "--vllm-version", "0.34", "--enforce-eager", "--json"]
     assert main(argv) == 0
-    cmd = json.loads(capsys.readouterr().out)["replicas"][0]["vllm"]["command"]
+    vllm = json.loads(capsys.readouterr().out)["replicas"][0]["vllm"]
+    cmd = vllm["command"]
+    assert vllm["vllm_version"] == "0.34"  # the release the flags and the prediction follow
     assert "--gpu-memory-utilization 0.92 " in cmd
     assert "--enable-chunked-prefill --enforce-eager --no-enable-extensible-kv-cache" in cmd

@@ -21,6 +21,12 @@ from solver.report.vllm_export import device_assignment, vllm_launch
 from solver.units import GIB
 
 
+def _version_note(replicas) -> str:
+    """The vLLM release the predicted memory and flags follow (engine defaults differ by version)."""
+    versions = sorted({r["vllm"].get("vllm_version") for r in replicas if r["vllm"].get("vllm_version")})
+    return f" (predicted for vLLM {', '.join(versions)}; --vllm-version to match yours)" if versions else ""
+
+
 def _replica_rows(rep, model, workload, cluster, profiles, runtime) -> tuple[list[dict], object]:
     groups = {g.name: g for g in cluster.node_groups}
     prof = {g.name: profile_for(g.gpu, profiles) for g in cluster.node_groups}
@@ -174,7 +180,7 @@ def plan_human(payload: dict, title: str) -> str:
              if b and b["gpus"] < p["gpus_used"]]
     if fewer:
         out.append(f"({'; '.join(fewer)}: compare per $ as well as per s)")
-    out += ["", "vLLM launch per replica:"]
+    out += ["", "vLLM launch per replica" + _version_note(p["replicas"]) + ":"]
     for r, rep in enumerate(p["replicas"]):
         v = rep["vllm"]
         line = f"  [{r}] {v['command']}" if v["ok"] else f"  [{r}] {v['reason']}"

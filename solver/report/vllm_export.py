@@ -90,13 +90,15 @@ def _engine_flags(workload, serving) -> str:
 
 def vllm_launch(replica, model_ref: str, num_layers: int, workload=None, serving=None,
                 devices: dict[str, list[int]] | None = None, port: int = BASE_PORT) -> dict:
-    """{"ok", "command", "nodes", "cuda_visible_devices", "port", "reason"} for one replica;
+    """{"ok", "command", "nodes", "cuda_visible_devices", "port", "reason", "vllm_version"} for one replica;
     ``workload``/``serving`` add the engine flags, ``devices`` the GPUs per node."""
     tps = sorted({s.tp for s in replica.stages})
     nodes = list(dict.fromkeys(s.node_id for s in replica.stages))
     gpus = sorted({s.gpu for s in replica.stages})
     visible = {n: ",".join(map(str, d)) for n, d in (devices or {}).items()}
-    base = {"nodes": nodes, "cuda_visible_devices": visible, "port": port}
+    base = {"nodes": nodes, "cuda_visible_devices": visible, "port": port,
+            # the vLLM release whose rules the prediction (and these flags) follow
+            "vllm_version": "%d.%d" % serving.version if serving is not None else None}
     if len(tps) > 1:
         return dict(base, ok=False, command="",
                     reason=f"not launchable with vLLM as planned: stages use TP {' and '.join(map(str, tps))}; "
