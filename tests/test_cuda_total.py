@@ -38,10 +38,11 @@ def test_kv_cache_bytes_is_vllms_rule():
 def test_l40s_estimate_sizes_kv_by_the_cuda_total(capsys):
     """Llama-3.1-8B shapes (llama3-8b), TP1, gmu 0.9, vLLM 0.10, 2,048 batched tokens on the
     L40S profile: budget 0.9 x 44.31 GiB = 39.879 GiB = 42,819,750,199.3 B; weights
-    16,060,522,496; non-torch 0.2984 GiB = 320,404,560.3 (memory.vllm base, TP1); MLP phase
-    (3 x 4,096 + 3 x 14,336) x 2,048 x 2 = 226,492,416 (sampler c_v 0). KV = 26,212,330,727.0 B
-    = 12,499 blocks of 2,097,152 = 199,984 tokens = 24.412 GiB. With nvidia-smi's 44.99 GiB it
-    would be 0.9 x 0.68 = 0.61 GiB more (12,811 blocks): the error this field removes."""
+    16,060,522,496; non-torch 0.0486 GiB = 52,184,113.6 (memory.vllm base, TP1); peak: the
+    0.10 sampler on PyTorch's sort (engine_settings.sampler_bytes_per_logit) 256 x 128,256 x
+    38 B = 1,247,674,368 > MLP (3 x 4,096 + 3 x 14,336) x 2,048 x 2 = 226,492,416. KV =
+    25,459,369,221.7 B = 12,139 blocks of 2,097,152 = 194,224 tokens = 23.707 GiB. With
+    nvidia-smi's 44.99 GiB it would be 0.9 x 0.68 = 0.61 GiB more: the error this field removes."""
     assert main(["estimate", "--profile", str(ROOT / "profiles/l40s.json"), "--model", "llama3-8b",
                  "--prompt-len", "1000", "--output-len", "1000", "--gpu-memory-utilization", "0.9",
                  "--max-num-batched-tokens", "2048", "--max-num-seqs", "256", "--vllm-version", "0.10",
@@ -49,9 +50,9 @@ def test_l40s_estimate_sizes_kv_by_the_cuda_total(capsys):
     sv = json.loads(capsys.readouterr().out)["serving"]
     m = sv["memory_gib"]
     assert (m["total"], m["budget"]) == (pytest.approx(44.31), pytest.approx(39.879))
-    assert m["non_torch"] == pytest.approx(0.2984) and m["activation_peak"] == pytest.approx(226_492_416 / GIB)
-    assert (sv["kv_blocks"], sv["kv_cache_tokens"]) == (12_499, 199_984)
-    assert sv["kv_cache_gib"] == pytest.approx(199_984 * 131_072 / GIB)  # 24.412109375
+    assert m["non_torch"] == pytest.approx(0.0486) and m["activation_peak"] == pytest.approx(1_247_674_368 / GIB)
+    assert (sv["kv_blocks"], sv["kv_cache_tokens"]) == (12_139, 194_224)
+    assert sv["kv_cache_gib"] == pytest.approx(194_224 * 131_072 / GIB)  # 23.708984375
 
 
 def test_missing_total_falls_back_to_smi_as_a_default(synthetic_profile):

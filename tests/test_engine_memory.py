@@ -75,15 +75,17 @@ def test_every_stage_gets_the_smallest_stage_blocks(vprof):
 
 
 @pytest.mark.parametrize("version,eager,blocks,graphs", [
-    ("0.19", False, 11_939, 536_870_912),  # 0.19: graphs captured after sizing (estimate not applied by default)
-    ("0.20", False, 11_683, 536_870_912),  # 0.20.0: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1
-    ("0.24", False, 11_683, 536_870_912),
-    ("0.24", True, 11_939, 0),             # --enforce-eager: no graphs, none subtracted
+    ("0.19", False, 12_133, 536_870_912),  # 0.19: graphs captured after sizing (estimate not applied by default)
+    ("0.20", False, 11_877, 536_870_912),  # 0.20.0: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1
+    ("0.24", False, 11_877, 536_870_912),
+    ("0.24", True, 12_133, 0),             # --enforce-eager: no graphs, none subtracted
 ])
 def test_cudagraphs_enter_the_budget_from_0_20(vprof, version, eager, blocks, graphs):
-    """The single-GPU case of test_single_gpu_budget: KV 25,038,938,112 B before 0.20 (11,939
-    blocks). From 0.20 the 0.5 GiB of graphs comes off first: 25,038,938,112 - 536,870,912 =
-    24,502,067,200 B / 2,097,152 B per block = 11,683.5 -> 11,683 blocks (186,928 tokens)."""
+    """The single-GPU case of test_single_gpu_budget, on V1 from 0.17: its sampler runs in place
+    (engine_settings.sampler_bytes_per_logit: 14 B per logit, 256 x 128,256 x 14 = 459,669,504 B)
+    below the MLP phase 905,969,664, which sets the peak: KV 42,949,672,960 - 16,060,522,496 -
+    536,870,912 - 905,969,664 = 25,446,309,888 B before 0.20 (12,133.6 -> 12,133 blocks). From
+    0.20 the 0.5 GiB of graphs comes off first: 24,909,438,976 B = 11,877.8 -> 11,877 blocks."""
     st = es.EngineSettings(gpu_memory_utilization=0.5, max_num_batched_tokens=8192, max_num_seqs=256,
                            version=version, enforce_eager=eager)
     (b,) = stage_budgets([Stage(vprof, 1, 32, True, True)], L8, W, serving_config(vprof, settings=st))
@@ -92,26 +94,30 @@ def test_cudagraphs_enter_the_budget_from_0_20(vprof, version, eager, blocks, gr
 
 def test_0_34_blocks_of_64_tokens(vprof):
     """0.34: graphs in the budget and CacheConfig.DEFAULT_BLOCK_SIZE 64: 64 x 131,072 B =
-    8,388,608 B per block; 24,502,067,200 / 8,388,608 = 2,920.87 -> 2,920 blocks = 186,880 tokens."""
+    8,388,608 B per block; 24,909,438,976 (the 0.20 case above) / 8,388,608 = 2,969.4 -> 2,969
+    blocks = 190,016 tokens."""
     st = es.EngineSettings(gpu_memory_utilization=0.5, max_num_batched_tokens=8192, max_num_seqs=256, version="0.34")
     cfg = serving_config(vprof, settings=st)
     assert cfg.block_size == 64
-    assert kv_capacity_tokens([Stage(vprof, 1, 32, True, True)], L8, W, cfg) == 186_880
+    assert kv_capacity_tokens([Stage(vprof, 1, 32, True, True)], L8, W, cfg) == 190_016
 
 
 def test_estimate_json_reports_vllm_accounting(vprof, capsys):
-    """The single-GPU case through the CLI: 11,939 blocks = 23.318359375 GiB, 191,024 tokens,
-    maximum concurrency 11,939 / 125 = 95.512; the exported settings are the ones assumed."""
+    """The single-GPU case through the CLI at --vllm-version 0.10: V1's sampler on PyTorch's sort
+    (38 B per logit) replaces the profile's c_v 10: 9.5 x 256 x 128,256 x 4 = 1,247,674,368 B;
+    KV 42,949,672,960 - 16,060,522,496 - 536,870,912 - 1,247,674,368 = 25,104,605,184 B =
+    11,970 blocks = 23.37890625 GiB, 191,520 tokens, maximum concurrency 11,970 / 125 = 95.76;
+    the exported settings are the ones assumed."""
     assert main(["estimate", "--profile", vprof.path, "--model", "llama3-8b", "--dtype", "fp16",
                  "--prompt-len", "1000", "--output-len", "1000", "--gpu-memory-utilization", "0.5",
                  "--max-num-batched-tokens", "8192", "--max-num-seqs", "256", "--vllm-version", "0.10",
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     sv = out["serving"]
-    assert (sv["kv_cache_gib"], sv["kv_cache_tokens"]) == (pytest.approx(23.318359375), 191_024)
-    assert sv["max_concurrency"] == pytest.approx(95.512)
+    assert (sv["kv_cache_gib"], sv["kv_cache_tokens"]) == (pytest.approx(23.37890625), 191_520)
+    assert sv["max_concurrency"] == pytest.approx(95.76)
     assert sv["memory_gib"]["non_torch"] == pytest.approx(0.5)
-    assert sv["memory_gib"]["activation_peak"] == pytest.approx(1_313_341_440 / 2**30)
+    assert sv["memory_gib"]["activation_peak"] == pytest.approx(1_247_674_368 / 2**30)
     assert sv["memory_gib"]["cuda_graphs"] == pytest.approx(0.5)
     assert sv["settings"]["max_model_len"] == 2000 and sv["settings"]["enable_chunked_prefill"] is True
 

@@ -64,21 +64,22 @@ def _tp4(profile, workload):
 
 
 def test_high_corner_times_the_on_demand_schedule(l40s):
-    """L40S TP4, 30 x (4096 + 4096): the KV cache holds 49,872 tokens per GPU (0.85 x the CUDA
-    total 44.31 GiB - 32.86 weights - 0.30 non-torch - 0.70 activation = 3.81 GiB at 80 KiB per
-    token, in blocks of 16), so reserving 8192-token contexts fits 49,872 // 8192 = 6 at once.
+    """L40S TP4, 30 x (4096 + 4096): the KV cache holds 47,136 tokens per GPU (0.85 x the CUDA
+    total 44.31 GiB - 32.86 weights - 0.05 non-torch - 1.16 activation: vLLM 0.10's sort-path
+    sampler, 256 x 128,256 x 38 B = 3.59 GiB at 80 KiB per token, in blocks of 16), so reserving
+    8192-token contexts fits 47,136 // 8192 = 5 at once.
     The optimistic corner plays the V1 schedule: each admission's prefill at
     its wave's prefill per prompt token, each stretch at its running count's decode round."""
     w = Workload(batch=30, prompt_len=4096, output_len=4096, dtype="fp16")
     model, stages, cfg, exp = _tp4(l40s, w)
-    assert exp.concurrency.seqs == 6 and exp.concurrency.limited_by == "kv_cache"
+    assert exp.concurrency.seqs == 5 and exp.concurrency.limited_by == "kv_cache"
     hi_stages = intervals.at_corner(stages, "high")
     hi_cfg = serving_config(hi_stages[0].profile, 0.85)
     assert hi_cfg.kv_on_demand and not cfg.kv_on_demand
     hi = estimate_pipeline(model, w, hi_stages, [], "vllm", serving=hi_cfg)
     conc = concurrency(hi_stages, model, w, hi_cfg)
     sched = on_demand(30, 4096, 4096, conc.kv_capacity_tokens, hi_cfg.max_num_seqs, 16)
-    assert sched.mean_running > 6 and sched.preemptions > 0
+    assert sched.mean_running > 5 and sched.preemptions > 0
 
     def wave(n):
         return running_wave(model, w, hi_stages, [], n, serving=hi_cfg)

@@ -41,19 +41,20 @@ def test_batch_beyond_the_kv_cache_runs_in_waves(write, capsys):
     """Llama-3-8B on one A100-80GB, batch 512 x 2,560 tokens: 160 GiB of KV for the batch.
     vLLM 0.10 on an A100 (profiles/a100.json memory.vllm): budget 0.9 x the CUDA total 79.26
     GiB (gpu.memory_cuda_total_gib; nvidia-smi's 80 is not what vLLM sizes by) =
-    76,594,299,273.2 B; weights 16,060,522,496; non-torch 0.2984 GiB = 320,404,560.3; profile
-    run of 8,192 tokens (V1 offline default below 70 GiB or on A100), MLP phase
-    (3 x 4,096 + 3 x 14,336) x 8,192 x 2 = 905,969,664 (sampler phase 0). KV 59,307,402,552.9
-    B = 28,279 blocks of 2,097,152 = 452,464 tokens = 55.23 GiB: 452,464 // 2,560 = 176
+    76,594,299,273.2 B; weights 16,060,522,496; non-torch 0.0486 GiB = 52,184,113.6; profile
+    run of 8,192 tokens (V1 offline default below 70 GiB or on A100): the 0.10 sampler on
+    PyTorch's sort, 256 x 128,256 x 38 B = 1,247,674,368, above the MLP phase
+    (3 x 4,096 + 3 x 14,336) x 8,192 x 2 = 905,969,664. KV 59,233,918,556.6 B = 28,244 blocks
+    of 2,097,152 = 451,904 tokens = 55.16 GiB: 451,904 // 2,560 = 176
     sequences at once, in waves 176 + 176 + 160 (512 = 2 x 176 + 160)."""
     c = write("one.yaml", ONE_A100)
     argv = ["plan", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--cluster", str(c)]
     assert main(argv + BIG_BATCH + ["--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["replicas"][0]
     assert (rep["concurrency"], rep["concurrency_limited_by"], rep["waves"]) == (176, "kv_cache", [176, 176, 160])
-    assert rep["kv_capacity_tokens"] == 452_464
+    assert rep["kv_capacity_tokens"] == 451_904
     stage = rep["stages"][0]
-    assert stage["kv_cache_gib"] == pytest.approx(452_464 * 131_072 / 2**30)  # 55.232421875
+    assert stage["kv_cache_gib"] == pytest.approx(451_904 * 131_072 / 2**30)  # 55.1640625
     # used = the budget less the unfilled part of the last block (< 2 MiB)
     assert stage["memory_used_gib"] <= 0.9 * 79.26 and stage["memory_used_gib"] > 0.9 * 79.26 - 0.01
     assert stage["memory_used_gib"] + stage["memory_free_gib"] == pytest.approx(80.0)  # free: vs nvidia-smi's 80

@@ -30,7 +30,7 @@ from calibrate.memory.phases import predict
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms
 from solver.cost.engine_memory import kv_cache_bytes
-from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
+from solver.cost.memory import LOGITS_BYTES, kv_bytes_per_token, stage_weight_bytes
 from solver.errors import InputError
 from solver.inputs.fields import read_text
 from solver.inputs.model import ModelSpec, load_model, parse_hf_config
@@ -78,6 +78,10 @@ INTERCONNECT = {"H100 80GB": "nvlink", "A100 80GB": "nvlink", "A100 40GB": "nvli
                 "RTX 4090": "pcie", "RTX 5090": "pcie", "RTX A6000": "pcie", "L40S": "pcie",
                 # `nvidia-smi topo -m` in ddiiwoong/newblog 2026-08-23 (g5.12xlarge: PHB, g6.12xlarge: NODE)
                 "A10G": "pcie", "L4": "pcie"}
+# Rows whose log prints the sampler vLLM 0.8-0.11 picked (engine_settings "sampler_path": FlashInfer
+# only where it imports): every dennislee22 log prints 'Using FlashInfer for top-p & top-k sampling'
+# (0.10.1.1 topk_topp_sampler.py:50), e.g. log/vllm-7B-1gpuA10080GB-0.25GRAM.log at commit b474d1e.
+FLASHINFER_FROM_LOG = {"https://github.com/dennislee22/vLLM-benchmarking/": True}
 # Rows whose thread gives no version: the log format dates them (README of the data set).
 VERSION_FROM_FORMAT = {"https://github.com/vllm-project/vllm/issues/10517": "0.6.4",
                        "https://github.com/vllm-project/vllm/issues/13061": "0.7"}
@@ -125,15 +129,27 @@ class Case:
         m = self.model
         return stage_weight_bytes(m, self.tp, m.num_layers, True, True, self.act_bytes)
 
-    def graphs_gib(self) -> float:
+    def graphs_gib(self, profile_gib: float = 0.0) -> float:
         """CUDA-graph GiB the version subtracts before sizing the KV cache (0.20+, not eager):
-        the row's logged capture figure, else 0 (engine_settings.cudagraphs_in_budget)."""
+        the row's logged figure, else ``profile_gib`` -- the fit's ``cudagraph_gib``, as the solver
+        takes it (engine_settings.cudagraphs_in_budget)."""
         eager = str(self.row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes")
         in_budget = es.cudagraphs_in_budget(self.version, eager)[0]
-        return float(self.row.get("cudagraph_gib") or 0.0) if in_budget else 0.0
+        logged = self.row.get("cudagraph_gib")
+        return (float(logged) if logged is not None else profile_gib) if in_budget else 0.0
 
     def terms(self) -> dict:
         return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
+
+    def phases(self, fitted: dict) -> dict:
+        """The fitted phases, with V1's sampler phase from the version's code path
+        (engine_settings.sampler_bytes_per_logit; FlashInfer where the row's log says so)."""
+        if not es.is_v1(self.version):
+            return fitted
+        url = self.row.get("source_url", "")
+        fi = next((v for k, v in FLASHINFER_FROM_LOG.items() if url.startswith(k)), None)
+        return {**fitted, "sampler": {"c_v": es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi)[0]
+                                      / LOGITS_BYTES}}
 
     def kv_measured_gib(self) -> float | None:
         """The engine's KV GiB per GPU: from its token or block count where printed, else the
@@ -211,6 +227,16 @@ def parse_holdout(spec: str) -> list[tuple[str, str]]:
 # 29,000 tokens) print 2.07 and 2.99 GiB: 13.5 units of T*h*p = 3 + 3 x 3.5, to 0.5%. The
 # points hold one model shape per TP at most, so the count is not refitted from them.
 MLP_COUNT = {"c_h": 3.0, "c_f_t": 3.0}
+# CUDA-graph memory. From 0.20 vLLM measures it before sizing the KV cache: the free-memory drop of
+# the largest capture per mode, max over modes, plus (graphs - 1) x the second capture's drop per
+# mode (0.27.1 v1/worker/gpu_model_runner.py:6645-6813 profile_cudagraph_memory). The shared
+# rows log only 0.10's PIECEWISE capture totals on one model (0.50 TP1, 0.65 TP2), which do not
+# identify the pool per capture size, mode and TP, so the amount is a `default` whose plausible
+# range spans the public logs, and the interval carries it.
+GRAPHS_DEFAULT_GIB = (0.5, "With no logged capture: the 0.10.1.1 A100 TP1 capture (shared rows 17-18)")
+GRAPHS_PLAUSIBLE_GIB = (0.17, 2.46, "public logs: 0.17 GiB estimated (vLLM 0.2x, Qwen TP4 on RTX 3090s, "
+                                    "noonghunna/club-3090#127) to 2.46 GiB (vllm-project/vllm#7553: 0.5.4, "
+                                    "Yi-34B TP4 on RTX 4090s, nvidia-smi with graphs minus --enforce-eager)")
 
 
 @dataclass
@@ -221,6 +247,7 @@ class FamilyFit:
     fit_cases: list
     held_cases: list
     how: list = field(default_factory=list)
+    graphs_gib: float = 0.0   # the profile's cudagraph_gib (engine_section): median of the logged captures
 
     def nt_gib(self, gpu: str, tp: int, interconnect: str | None = None) -> float:
         """Non-torch GiB: the GPU's own fit, else the mean over GPUs of its interconnect class
@@ -248,7 +275,8 @@ def _mean(vals: list[float]) -> float | None:
 def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
     how = []
     mlp = dict(MLP_COUNT)
-    over = [c for c in fit if c.row.get("activation_peak_gib") is not None
+    # only V0 rows fit c_v: V1's sampler phase is its code path (Case.phases)
+    over = [c for c in fit if c.row.get("activation_peak_gib") is not None and not es.is_v1(c.version)
             and c.row["activation_peak_gib"] * GIB > 1.05 * predict({"mlp": mlp}, c.terms())[0]
             and c.terms()["c_v"] > 0]
     c_v = _mean([c.row["activation_peak_gib"] * GIB / c.terms()["c_v"] for c in over]) or 0.0
@@ -256,14 +284,18 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
                + (" (lines " + ", ".join(str(c.row['line']) for c in over) + ")" if over else
                   "; none: c_v = 0 (not separable from non-torch memory in these rows)"))
     phases = {"mlp": mlp, "sampler": {"c_v": c_v}}
+    if any(es.is_v1(c.version) for c in fit):
+        how.append("V1 rows: sampler phase from the version's code path (engine_settings.sampler_bytes_per_logit)")
+    graphs = [c.row["cudagraph_gib"] for c in fit + held if c.row.get("cudagraph_gib")]
+    graphs_gib = float(np.median(graphs)) if graphs else GRAPHS_DEFAULT_GIB[0]
     by_gpu: dict = {}
     for c in fit:
         nt = c.row.get("non_torch_gib")
         if nt is None and c.row.get("kv_cache_gib") is not None and c.row.get("weights_gib") is not None:
-            peak = predict(phases, c.terms())[0]
+            peak = predict(c.phases(phases), c.terms())[0]
             # vLLM's rule solved for non-torch memory: what the budget leaves with none, minus KV
             nt = kv_cache_bytes(c.total_gib * GIB, c.util, c.row["weights_gib"] * GIB, 0.0, peak,
-                                c.graphs_gib() * GIB) / GIB - c.row["kv_cache_gib"]
+                                c.graphs_gib(graphs_gib) * GIB) / GIB - c.row["kv_cache_gib"]
             how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
         if nt is not None:
             by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[1 if c.tp == 1 else 2].append(nt)
@@ -277,15 +309,15 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
         raise InputError("points", "non_torch_gib", f"no single-GPU {family} row gives non-torch memory")
     extras = [v["tp_extra"] for v in non_torch.values() if v["tp_extra"] is not None]
     non_torch["*"] = {"base": _mean([v["base"] for v in non_torch.values()]), "tp_extra": _mean(extras)}
-    return FamilyFit(family, phases, non_torch, fit, held, how)
+    return FamilyFit(family, phases, non_torch, fit, held, how, graphs_gib)
 
 
 def predict_case(c: Case, ff: FamilyFit) -> dict:
     """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV."""
-    peak, phase = predict(ff.phases, c.terms())
+    peak, phase = predict(c.phases(ff.phases), c.terms())
     nt = ff.nt_gib(c.row["gpu"], c.tp)
     w = c.weights_bytes()
-    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, c.graphs_gib() * GIB) / GIB
+    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, c.graphs_gib(ff.graphs_gib) * GIB) / GIB
     return {"weights_gib": w / GIB, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
             "kv_cache_gib": kv}
 
@@ -361,8 +393,10 @@ def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, h
         extra = _rec(cls["tp_extra"], "default", f"{ref}: {why}",
                      (0.0, 0.5 if interconnect == "pcie" else max(extras or [cls["tp_extra"]])))
     graphs = [c.row["cudagraph_gib"] for c in ff.fit_cases + ff.held_cases if c.row.get("cudagraph_gib")]
-    gsrc = "published" if graphs else "default"
-    g_val = float(np.median(graphs)) if graphs else 0.5
+    v = es.parse_version(version)
+    phases = dict(ff.phases)
+    if es.is_v1(v):  # what the solver takes for this version (engine_memory.sampler_phases)
+        phases["sampler"] = {"c_v": es.sampler_bytes_per_logit(v, 256)[0] / LOGITS_BYTES}
     return {
         "version": version,
         "non_torch_gib": {"base": base, "tp_extra": extra,
@@ -370,13 +404,16 @@ def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, h
                                   "communicators, custom all-reduce buffers (TP >= 2)"},
         "activation_peak": {
             "model": "phases_max_v1", "runtime": f"vllm {version}",
-            "phases": {n: {k: round(v, 6) for k, v in c.items()} for n, c in ff.phases.items()},
+            "phases": {n: {k: round(x, 6) for k, x in c.items()} for n, c in phases.items()},
             "source": "published", "ref": ref, "fit_error": err,
             "note": "profile run: one dummy forward of max_num_batched_tokens tokens (MLP phase, counted and "
                     "checked on the logs) and the sampler over min(max_num_seqs, max_num_batched_tokens) rows "
                     "of fp32 logits. " + " | ".join(ff.how)},
-        "cudagraph_gib": _rec(g_val, gsrc, f"{ref}: median 'Graph capturing finished ... took X GiB'",
-                              (min(graphs or [0.3]), max(graphs or [2.0]))),
+        "cudagraph_gib": _rec(ff.graphs_gib, "default",
+                              f"{ref}: median of {len(graphs)} logged 'Graph capturing finished ... took X GiB' "
+                              f"(vLLM 0.10 PIECEWISE captures); from 0.20 vLLM subtracts its own estimate, "
+                              f"which these rows do not identify" + ("" if graphs else f". {GRAPHS_DEFAULT_GIB[1]}")
+                              + f"; plausible: {GRAPHS_PLAUSIBLE_GIB[2]}", GRAPHS_PLAUSIBLE_GIB[:2]),
         "fragmentation_frac": _rec(0.0, "published", "vLLM subtracts torch's allocated peak, not reserved memory "
                                                      "(Worker.determine_available_memory): no fragmentation term"),
         "cudagraph_in_budget": False,

@@ -13,7 +13,9 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
 * ``activation_peak``: the torch peak of the profile run -- one dummy forward of
   ``max_num_batched_tokens`` tokens and, on the last stage, the sampler over
   ``min(max_num_seqs, max_num_batched_tokens)`` rows -- as a max over phases
-  (``solver.cost.activation``), times (1 + fragmentation).
+  (``solver.cost.activation``), times (1 + fragmentation). V1's sampler phase is vLLM's code
+  path, not a fit: 38 B per logit on PyTorch's sort, 14 B on FlashInfer or Triton
+  (``engine_settings.sampler_bytes_per_logit``); V0's is the profile's fitted ``c_v``.
 * CUDA-graph memory (profile ``memory.vllm.cudagraph_gib``, the amount): before 0.20 vLLM
   captures graphs after the KV cache is sized, and it is reported beside it; from 0.20 the
   worker estimates it first and subtracts it from the budget
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 from solver.cost import engine_settings as es
 from solver.cost.activation import activation_peak_bytes, phase_terms, phases_peak
-from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
+from solver.cost.memory import LOGITS_BYTES, kv_bytes_per_token, stage_weight_bytes
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
@@ -85,14 +87,25 @@ def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm") -
     return gib * GIB
 
 
+def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int) -> dict:
+    """The profile's phases with V1's sampler phase from the version's code path
+    (``engine_settings.sampler_bytes_per_logit``: bytes per logit / the 4 B of ``c_v``'s term);
+    V0 keeps the fitted one."""
+    if version is None or not es.is_v1(version):
+        return phases
+    per_logit = es.sampler_bytes_per_logit(version, rows)[0]
+    return {**phases, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
+
+
 def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, tokens: int, sampler_rows: int,
-                     act_bytes: float, runtime: str = "vllm") -> tuple[float, str]:
+                     act_bytes: float, runtime: str = "vllm",
+                     version: tuple[int, int] | None = None) -> tuple[float, str]:
     """(bytes, phase) of the profile run's torch peak above weights on one GPU."""
     em = profile.engine_memory.get(runtime)
     if em is None:  # the uncalibrated fallback: the profile's activation model, last-token logits
         return activation_peak_bytes(profile, model, tp, 1, tokens, act_bytes, last=last), ""
     terms = phase_terms(model, tp, 1, tokens, act_bytes, sampler_rows=sampler_rows if last else 0)
-    peak, phase = phases_peak(em.activation.phases, terms)
+    peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows), terms)
     return peak * (1.0 + em.fragmentation_frac.value), phase
 
 
@@ -105,7 +118,7 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
     weights = stage_weight_bytes(model, tp, n_layers, first, last, workload.weight_bytes)
     tokens = cfg.batched_tokens(workload)
     act, phase = profile_run_peak(profile, model, tp, last, tokens, min(cfg.max_num_seqs, tokens),
-                                  workload.act_bytes, runtime)
+                                  workload.act_bytes, runtime, cfg.version)
     non_torch = non_torch_bytes(profile, tp, pp, runtime)
     graphs = em.cudagraph_gib.value * GIB if em is not None and not cfg.enforce_eager else 0.0
     in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager)[0]

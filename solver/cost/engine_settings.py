@@ -77,6 +77,27 @@ RULES = {
                                    "gpu_worker.py:398-399, 437-441); none with --enforce-eager (0.18.0 :398; "
                                    "cudagraph_mode NONE: 0.27.0 :515, 0.34.0 vllm/config/vllm.py:1697-1699, "
                                    "v1/worker/gpu/cudagraph_utils.py:1005-1009)"),
+    # The profile run's dummy sampler (V1): logits of min(max_num_seqs, max_num_batched_tokens) rows
+    # (0.11.0 v1/worker/gpu_model_runner.py:2977, 3397), with top_k = V - 1 and top_p = 0.9 (:3198-3205,
+    # same in 0.9.2-0.27.1) -- both filters on, the costliest path. Bytes alive at its peak per logit:
+    "sampler_sort_bytes": (38, "PyTorch sort path: the bf16 logits (2 B, held by _dummy_sampler_run), their fp32 "
+                               "copy (4, 0.11.0 v1/sample/sampler.py:86), logits.sort's values and int64 indices "
+                               "(4 + 8, v1/sample/ops/topk_topp_sampler.py:183), and inside torch's sort of >= 128 "
+                               "rows an int64 index array plus cub's alternate key/value buffers (8 + 4 + 8; "
+                               "pytorch aten/src/ATen/native/cuda/SortStable.cu segmented_sort_pairs)"),
+    "sampler_inplace_bytes": (14, "FlashInfer or Triton path: bf16 logits (2), fp32 copy (4) and two more fp32 "
+                                  "arrays -- FlashInfer's top_k_mask_logits output and its softmax (flashinfer "
+                                  "sampling.py top_k_top_p_sampling_from_logits, 'top_k_first'), or Triton's "
+                                  "in-place mask then probs and the exponential draws (0.19.1 "
+                                  "topk_topp_sampler.py:112, :241-253 random_sample)"),
+    "sampler_path": ("sort|inplace", "0.8-0.11: FlashInfer whenever it imports (VLLM_USE_FLASHINFER_SAMPLER unset "
+                                     "counts as on: 0.10.1.1 v1/sample/ops/topk_topp_sampler.py:33-65, 0.11.0 "
+                                     ":37-70), and pip's vllm installs it only with the [flashinfer] extra (0.10.1.1 "
+                                     "and 0.11.0 METADATA), so sort unless told; 0.12-0.16: sort, FlashInfer opt-in "
+                                     "(0.12.0 :35-58); from 0.17: Triton's in-place top-k/top-p for >= 8 rows "
+                                     "(0.17.1 :251-252, 0.27.1 :360-361), FlashInfer on by default from 0.21 "
+                                     "(0.21.0 vllm/envs.py:48) on SM80+ (0.27.1 topk_topp_sampler.py:28-74, "
+                                     "v1/attention/backends/flashinfer.py:462-466): in place either way"),
     "extensible_kv_cache": (True, "0.34.0 sizes the KV cache after warm-up and graph capture by default "
                                   "(enable_extensible_kv_cache None -> on on CUDA: vllm/config/cache.py:395, "
                                   "vllm/config/vllm.py:3180-3254; gpu_memory_utilization then resolves to 1.0, "
@@ -131,6 +152,20 @@ def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool) -> tuple
     none with --enforce-eager)."""
     src = RULES["cudagraphs_in_budget"][1]
     return version >= (0, 20) and not enforce_eager, src
+
+
+def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: bool | None = None) -> tuple[int, str]:
+    """Bytes per element of the [rows, vocab] logits alive at the V1 profile run's sampler peak
+    (RULES["sampler_path"]). ``flashinfer``: whether FlashInfer is installed, where the version
+    asks (0.8-0.11; None: pip's default install, without it). V0 (< 0.8) is the profile's fit."""
+    if version >= (0, 17):
+        inplace = rows >= 8 or version >= (0, 21)
+    elif version >= (0, 12):
+        inplace = False
+    else:
+        inplace = bool(flashinfer)
+    key = "sampler_inplace_bytes" if inplace else "sampler_sort_bytes"
+    return RULES[key][0], RULES[key][1] + "; " + RULES["sampler_path"][1]
 
 
 def extensible_kv_cache_default(version: tuple[int, int]) -> bool:

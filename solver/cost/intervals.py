@@ -92,7 +92,7 @@ def _curve_end(name: str, c: Curve, side: str) -> Curve:
 
 def _engine_end(em, side: str):
     nt = {k: _end("runtime_overhead_gib", v, side) for k, v in em.non_torch_gib.items()}
-    return replace(em, non_torch_gib=nt)
+    return replace(em, non_torch_gib=nt, cudagraph_gib=_end("cudagraph_gib", em.cudagraph_gib, side))
 
 
 def _allreduce_ends(fits: tuple, side: str) -> tuple:
@@ -185,4 +185,7 @@ def defaults_used(profile: Profile) -> list[str]:
     for rt, em in profile.engine_memory.items():
         out += [f"memory.{rt}.non_torch_gib.{k}" for k, v in em.non_torch_gib.items()
                 if v.source == "default" and v.plausible]
+        g = em.cudagraph_gib
+        if g.source == "default" and g.plausible:
+            out.append(f"memory.{rt}.cudagraph_gib (in vLLM's KV budget from 0.20)")
     return out
