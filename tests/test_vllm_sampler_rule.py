@@ -71,3 +71,38 @@ def test_graphs_in_budget_take_the_profile_value_unless_logged():
     assert vllm_fit.resolve(_row("u", "0.27.1", cudagraph=1.2))[0].graphs_gib(0.575) == 1.2
     assert vllm_fit.resolve(_row("u", "0.10.1.1", cudagraph=0.5))[0].graphs_gib(0.575) == 0.0
     assert vllm_fit.resolve(_row("u", "0.27.1", eager="true"))[0].graphs_gib(0.575) == 0.0
+
+
+def test_interval_corners_carry_the_graph_default():
+    """profiles/a10g.json: cudagraph_gib 0.575 (median of the 0.10.1.1 captures 0.50, 0.50, 0.65,
+    0.65) is a default; the pessimistic corner takes the top of its plausible range (2.46 GiB,
+    vllm#7553), the optimistic one the bottom (0.17, club-3090#127)."""
+    from pathlib import Path
+
+    from solver.cost import intervals
+    from solver.inputs.profile import load_profile
+    p = load_profile(Path(__file__).resolve().parents[1] / "profiles/a10g.json")
+    g = p.engine_memory["vllm"].cudagraph_gib
+    assert (g.value, g.source, g.plausible) == (0.575, "default", (0.17, 2.46))
+    assert intervals.corner(p, "low").engine_memory["vllm"].cudagraph_gib.value == 2.46
+    assert intervals.corner(p, "high").engine_memory["vllm"].cudagraph_gib.value == 0.17
+    assert any(d.startswith("memory.vllm.cudagraph_gib") for d in intervals.defaults_used(p))
+
+
+def test_optimistic_corner_samples_on_flashinfer_before_0_12():
+    """vLLM 0.10, llama3-8b, 2,048 tokens, 256 rows on the L40S profile: expected and low take
+    PyTorch's sort, 256 x 128,256 x 38 B = 1,247,674,368 B; the high corner FlashInfer,
+    256 x 128,256 x 14 B = 459,669,504 B (still above the MLP phase, 226,492,416 B). From
+    0.17 (in place either way) both are 459,669,504 B."""
+    from pathlib import Path
+
+    from solver.cost import intervals
+    from solver.cost.engine_memory import profile_run_peak
+    from solver.inputs.profile import load_profile
+    p = load_profile(Path(__file__).resolve().parents[1] / "profiles/l40s.json")
+
+    def peak(prof, version):
+        return profile_run_peak(prof, L8, 1, True, 2048, 256, 2, version=version)[0]
+    assert peak(p, (0, 10)) == peak(intervals.corner(p, "low"), (0, 10)) == 1_247_674_368
+    assert peak(intervals.corner(p, "high"), (0, 10)) == 459_669_504
+    assert peak(p, (0, 19)) == peak(intervals.corner(p, "high"), (0, 19)) == 459_669_504

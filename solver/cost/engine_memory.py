@@ -87,13 +87,13 @@ def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm") -
     return gib * GIB
 
 
-def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int) -> dict:
+def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int, flashinfer: bool | None = None) -> dict:
     """The profile's phases with V1's sampler phase from the version's code path
     (``engine_settings.sampler_bytes_per_logit``: bytes per logit / the 4 B of ``c_v``'s term);
     V0 keeps the fitted one."""
     if version is None or not es.is_v1(version):
         return phases
-    per_logit = es.sampler_bytes_per_logit(version, rows)[0]
+    per_logit = es.sampler_bytes_per_logit(version, rows, flashinfer)[0]
     return {**phases, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
 
 
@@ -105,7 +105,10 @@ def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, to
     if em is None:  # the uncalibrated fallback: the profile's activation model, last-token logits
         return activation_peak_bytes(profile, model, tp, 1, tokens, act_bytes, last=last), ""
     terms = phase_terms(model, tp, 1, tokens, act_bytes, sampler_rows=sampler_rows if last else 0)
-    peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows), terms)
+    # 0.8-0.11 sample on FlashInfer only where it is installed, which no input says: the
+    # optimistic corner takes it (solver/cost/intervals.py), the expected value pip's default
+    flashinfer = True if profile.corner == "high" else None
+    peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows, flashinfer), terms)
     return peak * (1.0 + em.fragmentation_frac.value), phase
 
 

@@ -14,7 +14,7 @@ an end-to-end fit of the serving model (``serving.*.fit_error``, held-out error 
 deployments), the corners are widened by that measured held-out max error too -- the model's
 own validated error, the only spread a fully calibrated prediction keeps.
 
-Two parts of the serving model also move at the corners (``Profile.corner``), each because
+Three parts of the serving model also move at the corners (``Profile.corner``), each because
 the data does not identify it:
 
 * the engine all-reduce fit (``serving.tp_allreduce``) pins t(S) only at the mean messages
@@ -23,7 +23,11 @@ the data does not identify it:
   at that size (``solver.cost.ops.compose._allreduce``, ``comm.fit_pins``);
 * vLLM V1 allocates KV blocks as tokens are written (``solver.cost.kv_admission``); the
   expected value reserves whole contexts (the planner's wave model), the ``high`` corner
-  plays the V1 schedule where it is faster (``ServingConfig.kv_on_demand``).
+  plays the V1 schedule where it is faster (``ServingConfig.kv_on_demand``);
+* vLLM 0.8-0.11 sample on FlashInfer only where it is installed (``engine_settings``
+  ``sampler_path``); the expected value and ``low`` take PyTorch's sort (pip's default
+  install), the ``high`` corner FlashInfer's smaller profile-run peak
+  (``solver.cost.engine_memory.profile_run_peak``).
 """
 
 from __future__ import annotations
