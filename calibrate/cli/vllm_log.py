@@ -6,7 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-from calibrate.importers.vllm_log import LOG_COLUMNS, engine_format, parse_log
+from calibrate.importers.vllm_log import LOG_COLUMNS, engine_format, parse_log, sampler_path
 from calibrate.profile_io import atomic_write_text
 from solver.errors import InputError
 from solver.inputs.fields import read_text
@@ -46,6 +46,8 @@ def run(args) -> int:
         if getattr(args, flag):
             row[flag] = getattr(args, flag)
     row.update({k: v for k, v in got.items() if k in LOG_COLUMNS})
+    if sampler_path(text):
+        row["notes"] += f"; sampler={sampler_path(text)} (from the log)"
     if not row.get("kv_tokens") and got.get("max_concurrency") and got.get("max_model_len"):
         row["kv_tokens"] = int(got["max_concurrency"] * got["max_model_len"])
         row["notes"] += "; kv_tokens derived from 'Maximum concurrency' (rounded)"

@@ -86,6 +86,26 @@ def parse_log(text: str) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+# The top-k/top-p sampler V1 picked, as its worker logs it (0.10.1.1 topk_topp_sampler.py:50
+# 'Using FlashInfer for top-p & top-k sampling', :61 'FlashInfer is not available. Falling back to
+# the PyTorch-native implementation'): it sets the profile run's sampler peak
+# (solver/cost/engine_settings.py sampler_bytes_per_logit). Recorded in ``notes`` as
+# ``sampler=flashinfer`` / ``sampler=sort`` so the file keeps the shared data set's columns.
+_SAMPLER = (("flashinfer", re.compile(r"Using FlashInfer for top-p & top-k sampling")),
+            ("sort", re.compile(r"Falling back to the PyTorch-native implementation of top-p & top-k")))
+SAMPLER_NOTE = re.compile(r"\bsampler=(flashinfer|sort)\b")
+
+
+def sampler_path(text: str) -> str:
+    """"flashinfer", "sort" or "" (the log does not say) -- the last engine start's choice."""
+    last, where = "", -1
+    for name, pat in _SAMPLER:
+        for m in pat.finditer(text):
+            if m.start() > where:
+                last, where = name, m.start()
+    return last
+
+
 def engine_format(text: str) -> str:
     """"v1" when the log has V1-only lines, "v0" when V0-only lines, else ""."""
     if re.search(r"Available KV cache memory|GPU KV cache size|Model loading took", text):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibrate import published
-from calibrate.importers.vllm_log import LOG_COLUMNS
+from calibrate.importers.vllm_log import LOG_COLUMNS, SAMPLER_NOTE
 from calibrate.memory.phases import predict
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms
@@ -79,9 +79,16 @@ INTERCONNECT = {"H100 80GB": "nvlink", "A100 80GB": "nvlink", "A100 40GB": "nvli
                 # `nvidia-smi topo -m` in ddiiwoong/newblog 2026-08-23 (g5.12xlarge: PHB, g6.12xlarge: NODE)
                 "A10G": "pcie", "L4": "pcie"}
 # Rows whose log prints the sampler vLLM 0.8-0.11 picked (engine_settings "sampler_path": FlashInfer
-# only where it imports): every dennislee22 log prints 'Using FlashInfer for top-p & top-k sampling'
-# (0.10.1.1 topk_topp_sampler.py:50), e.g. log/vllm-7B-1gpuA10080GB-0.25GRAM.log at commit b474d1e.
-FLASHINFER_FROM_LOG = {"https://github.com/dennislee22/vLLM-benchmarking/": True}
+# only where it imports), read per log file at dennislee22/vLLM-benchmarking commit b474d1e: the
+# four same-node A100 80GB logs print 'Using FlashInfer for top-p & top-k sampling'
+# (0.10.1.1 topk_topp_sampler.py:50); the two-node A100 40GB Ray run's workers print 'FlashInfer is
+# not available. Falling back to the PyTorch-native implementation' (:61). A row imported by
+# `calibrate import-vllm-log` carries its own ``sampler=...`` note (importers/vllm_log.py).
+_DL = "https://github.com/dennislee22/vLLM-benchmarking/blob/b474d1e053c35c9aef8c02aae4efbc0d8675f033/log/"
+FLASHINFER_FROM_LOG = {_DL + "vllm-7B-1gpuA10080GB-0.25GRAM.log": True, _DL + "vllm-7B-1gpuA10080GB-0.5GRAM.log": True,
+                       _DL + "vllm-7B-2gpuA10080GB-0.25GRAM-same-node.log": True,
+                       _DL + "vllm-7B-2gpuA10080GB-0.5GRAM-same-node.log": True,
+                       _DL + "vllm-7B-2gpuA10040GB-0.5GRAM-diff-nodes.log": False}
 # Rows whose thread gives no version: the log format dates them (README of the data set).
 VERSION_FROM_FORMAT = {"https://github.com/vllm-project/vllm/issues/10517": "0.6.4",
                        "https://github.com/vllm-project/vllm/issues/13061": "0.7"}
@@ -146,8 +153,8 @@ class Case:
         (engine_settings.sampler_bytes_per_logit; FlashInfer where the row's log says so)."""
         if not es.is_v1(self.version):
             return fitted
-        url = self.row.get("source_url", "")
-        fi = next((v for k, v in FLASHINFER_FROM_LOG.items() if url.startswith(k)), None)
+        note = SAMPLER_NOTE.search(self.row.get("notes") or "")
+        fi = note.group(1) == "flashinfer" if note else FLASHINFER_FROM_LOG.get(self.row.get("source_url", ""))
         return {**fitted, "sampler": {"c_v": es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi)[0]
                                       / LOGITS_BYTES}}
 
