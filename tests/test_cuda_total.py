@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calibrate import published
-from calibrate.memory import vllm_fit
+from calibrate.memory import vllm_fit, vllm_points
 from solver.cli import main
 from solver.cost import engine_settings as es
 from solver.cost import intervals
@@ -95,7 +95,7 @@ def test_fit_totals_agree_with_the_profiles():
     """calibrate's vLLM fit predicts its rows with the same totals the solver uses."""
     profs = load_profiles([str(ROOT / "profiles")])
     matched = 0
-    for gpu, (gib, _ref) in vllm_fit.GPU_TOTAL_GIB.items():
+    for gpu, (gib, _ref) in vllm_points.GPU_TOTAL_GIB.items():
         for p in profs:
             if p.matches(gpu):
                 assert gib == p.cuda_total_gib().value, gpu

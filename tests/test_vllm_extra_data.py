@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from calibrate.importers.vllm_log import LOG_COLUMNS
-from calibrate.memory import vllm_fit
+from calibrate.memory import vllm_fit, vllm_points
 from solver.cost.memory import kv_bytes_per_token
 from solver.units import GIB
 
@@ -57,8 +57,8 @@ def test_no_row_of_the_shared_set_is_repeated():
 def test_model_shapes_turn_the_logged_tokens_into_the_printed_gib(line, tokens, printed_gib):
     r = next(r for r in _rows() if r["line"] == line)
     assert r["kv_tokens"] == tokens and r["kv_cache_gib"] == printed_gib
-    spec, _max_pos, _src = vllm_fit.MODELS[r["model"]]
-    model = vllm_fit.load_model(spec) if isinstance(spec, str) else vllm_fit.parse_hf_config(spec, r["model"])
+    spec, _max_pos, _src = vllm_points.MODELS[r["model"]]
+    model = vllm_points.load_model(spec) if isinstance(spec, str) else vllm_points.parse_hf_config(spec, r["model"])
     per_token = kv_bytes_per_token(model, 1, model.num_layers, 2)
     assert per_token == (147456 if "Qwen3" in r["model"] else 131072)
     assert tokens * per_token / GIB == pytest.approx(printed_gib, abs=0.006)

@@ -4,7 +4,7 @@ calibrate/memory/vllm_fit.py), by hand."""
 
 import pytest
 
-from calibrate.memory import vllm_fit
+from calibrate.memory import vllm_fit, vllm_points
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms, phases_peak
 from solver.cost.engine_memory import sampler_phases
@@ -56,7 +56,7 @@ def test_case_sampler_from_the_log_line():
     """Qwen2-7B (vocab 152,064), 256 rows on an A100 (not a 'large' GPU: max_num_seqs 256): the
     FlashInfer log gives c_v = 14 / 4 = 3.5, i.e. 3.5 x 256 x 152,064 x 4 B = 544,997,376 B; a
     row from elsewhere on 0.10 takes the sort path, 9.5."""
-    fi, _ = vllm_fit.resolve(_row(next(u for u, on in vllm_fit.FLASHINFER_FROM_LOG.items() if on), "0.10.1.1"))
+    fi, _ = vllm_fit.resolve(_row(next(u for u, on in vllm_points.FLASHINFER_FROM_LOG.items() if on), "0.10.1.1"))
     other, _ = vllm_fit.resolve(_row("https://example.org/log", "0.10.1.1"))
     assert fi.sampler_rows == 256
     assert fi.phases({"mlp": MLP})["sampler"] == {"c_v": 3.5}
