@@ -5,7 +5,8 @@
 
 KV cache per GPU (``--vllm``): every start-up point the model can predict (calibrate/memory/
 vllm_fit.py: a dense model whose shapes it knows, a vLLM version in 0.6-0.34
-(engine_settings.SUPPORTED; from 0.20 the row's logged CUDA-graph GiB comes off the budget), a
+(engine_settings.SUPPORTED; from 0.20 the row's logged CUDA-graph GiB comes off the budget,
+not on Model Runner V2 before 0.29), a
 known GPU memory) predicted end to end -- weights from solver.cost.memory, the engine's non-torch memory
 and profile-run peak from the fit -- against the KV GiB vLLM printed, fit rows and held-out
 rows apart; rows it cannot predict are listed with the reason.

@@ -77,8 +77,9 @@ def test_every_stage_gets_the_smallest_stage_blocks(vprof):
 @pytest.mark.parametrize("version,eager,blocks,graphs", [
     ("0.19", False, 12_133, 536_870_912),  # 0.19: graphs captured after sizing (estimate not applied by default)
     ("0.20", False, 11_877, 536_870_912),  # 0.20.0: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS defaults to 1
-    ("0.24", False, 11_877, 536_870_912),
-    ("0.24", True, 12_133, 0),             # --enforce-eager: no graphs, none subtracted
+    ("0.24", False, 12_133, 536_870_912),  # 0.24 runs Llama on Model Runner V2, whose estimate is 0
+    ("0.25", False, 11_877, 536_870_912),  # 0.25: Llama back on V1 (engine_settings v2_runner_no_graph_estimate)
+    ("0.25", True, 12_133, 0),             # --enforce-eager: no graphs, none subtracted
 ])
 def test_cudagraphs_enter_the_budget_from_0_20(vprof, version, eager, blocks, graphs):
     """The single-GPU case of test_single_gpu_budget, on V1 from 0.17: its sampler runs in place

@@ -60,16 +60,18 @@ class FamilyFit:
     how: list = field(default_factory=list)
     graphs_gib: float = 0.0   # the profile's cudagraph_gib (engine_section): median of the logged captures
 
-    def nt_gib(self, gpu: str, tp: int, interconnect: str | None = None) -> float:
+    def nt_gib(self, gpu: str, tp: int, interconnect: str | None = None,
+               version: tuple[int, int] | None = None) -> float:
         """Non-torch GiB: the GPU's own fit, else the mean over GPUs of its interconnect class
-        (``tp_extra`` 0 for a PCIe class with no TP >= 2 row: no custom all-reduce buffers)."""
+        (``tp_extra`` 0 for a PCIe class with no TP >= 2 row: no custom all-reduce buffers);
+        the extra only where the version counts the communicators (es.comm_in_non_torch)."""
         own = self.non_torch.get(gpu, {})
         cls = self.class_mean(interconnect or INTERCONNECT.get(gpu, ""))
         base = own.get("base", cls["base"])
         extra = own.get("tp_extra")
         if extra is None:
             extra = cls["tp_extra"]
-        return base + (extra if tp >= 2 else 0.0)
+        return base + (extra if tp >= 2 and es.comm_in_non_torch(version)[0] else 0.0)
 
     def class_mean(self, interconnect: str) -> dict:
         same = [v for g, v in self.non_torch.items() if g != "*" and INTERCONNECT.get(g) == interconnect]
@@ -108,8 +110,9 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
             nt = kv_cache_bytes(c.total_gib * GIB, c.util, c.row["weights_gib"] * GIB, 0.0, peak,
                                 c.graphs_gib(graphs_gib) * GIB) / GIB - c.row["kv_cache_gib"]
             how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
-        if nt is not None:
-            by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[1 if c.tp == 1 else 2].append(nt)
+        if nt is not None:  # from 0.11 a TP >= 2 row's non-torch holds no communicators: a base figure
+            multi = c.tp >= 2 and es.comm_in_non_torch(c.version)[0]
+            by_gpu.setdefault(c.row["gpu"], {1: [], 2: []})[2 if multi else 1].append(nt)
     non_torch = {}
     for gpu, d in by_gpu.items():
         base = _mean(d[1])
@@ -126,7 +129,7 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
 def predict_case(c: Case, ff: FamilyFit) -> dict:
     """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV."""
     peak, phase = predict(c.phases(ff.phases), c.terms())
-    nt = ff.nt_gib(c.row["gpu"], c.tp)
+    nt = ff.nt_gib(c.row["gpu"], c.tp, version=c.version)
     w = c.weights_bytes()
     kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, c.graphs_gib(ff.graphs_gib) * GIB) / GIB
     return {"weights_gib": w / GIB, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,

@@ -55,7 +55,13 @@ GPU_TOTAL_GIB = {"A100 80GB": published.CUDA_TOTAL_GIB["A100-SXM4-80GB"],
                  "A100 40GB": (39.39, "torch total of an A100-40GB (40,339 MiB), as printed in vLLM logs"),
                  "RTX 4090": (23.65, "torch total of an RTX 4090 (24,217 MiB)"),
                  "RTX 3090": (23.58, "as printed in the #10517 log"),
-                 "L40S": published.CUDA_TOTAL_GIB["L40S"]}
+                 "L40S": published.CUDA_TOTAL_GIB["L40S"],
+                 "RTX 5090": (31.36, "PyTorch OOM on an RTX 5090: 'GPU 0 has a total capacity of 31.36 GiB' "
+                                     "(TrajectoryCrafter/TrajectoryCrafter#20, 2025-04-02; Wan-Video/Wan2.1#465 "
+                                     "prints 31.37 on another 5090)"),
+                 "RTX PRO 6000 96GB": (94.97, "CUDA total of a 96 GB RTX Pro 6000 Blackwell (97,887 MiB in "
+                                              "nvidia-smi): 'total=94.97 GiB' (antirez/ds4#431, 2026-06-16, "
+                                              "from cudaMemGetInfo as torch's total is)")}
 # How the GPUs of a point talk: vLLM's custom all-reduce (IPC buffers, part of non-torch
 # memory at TP >= 2) runs only over NVLink / full P2P (vllm/distributed/device_communicators/
 # custom_all_reduce.py refuses PCIe-only groups of > 2 GPUs and GPUs without P2P), so the
@@ -63,7 +69,9 @@ GPU_TOTAL_GIB = {"A100 80GB": published.CUDA_TOTAL_GIB["A100-SXM4-80GB"],
 INTERCONNECT = {"H100 80GB": "nvlink", "A100 80GB": "nvlink", "A100 40GB": "nvlink", "RTX 3090": "pcie",
                 "RTX 4090": "pcie", "RTX 5090": "pcie", "RTX A6000": "pcie", "L40S": "pcie",
                 # `nvidia-smi topo -m` in ddiiwoong/newblog 2026-08-23 (g5.12xlarge: PHB, g6.12xlarge: NODE)
-                "A10G": "pcie", "L4": "pcie"}
+                "A10G": "pcie", "L4": "pcie",
+                # kthxo/distserving 2026-07-16: no NVLink, all-reduce over SYS (cross-NUMA PCIe)
+                "RTX PRO 6000 96GB": "pcie"}
 # Rows whose log prints the sampler vLLM 0.8-0.11 picked (engine_settings "sampler_path": FlashInfer
 # only where it imports), read per log file at dennislee22/vLLM-benchmarking commit b474d1e: the
 # four same-node A100 80GB logs print 'Using FlashInfer for top-p & top-k sampling'
@@ -123,11 +131,12 @@ class Case:
         return stage_weight_bytes(m, self.tp, m.num_layers, True, True, self.act_bytes)
 
     def graphs_gib(self, profile_gib: float = 0.0) -> float:
-        """CUDA-graph GiB the version subtracts before sizing the KV cache (0.20+, not eager):
-        the row's logged figure, else ``profile_gib`` -- the fit's ``cudagraph_gib``, as the solver
-        takes it (engine_settings.cudagraphs_in_budget)."""
+        """CUDA-graph GiB the version subtracts before sizing the KV cache (0.20+, not eager, not
+        on Model Runner V2 before 0.29): the row's logged figure, else ``profile_gib`` -- the
+        fit's ``cudagraph_gib``, as the solver takes it (engine_settings.cudagraphs_in_budget)."""
         eager = str(self.row.get("enforce_eager") or "").strip().lower() in ("true", "1", "yes")
-        in_budget = es.cudagraphs_in_budget(self.version, eager)[0]
+        in_budget = es.cudagraphs_in_budget(self.version, eager, self.model.model_type,
+                                            self.model.weight_format is not None)[0]
         logged = self.row.get("cudagraph_gib")
         return (float(logged) if logged is not None else profile_gib) if in_budget else 0.0
 

@@ -9,7 +9,9 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
   ``gpu.memory_gib``, which stands in (a ``default``) where the profile does not give it.
 * ``non_torch``: memory outside torch's allocator after the profile run (CUDA context,
   NCCL communicators, custom all-reduce IPC buffers): ``base`` on one GPU, ``+ tp_extra``
-  with TP >= 2, ``+ pp_extra`` with PP >= 2 (profile ``memory.vllm.non_torch_gib``).
+  with TP >= 2, ``+ pp_extra`` with PP >= 2 (profile ``memory.vllm.non_torch_gib``); from
+  0.11 the communicators exist before vLLM's first snapshot and the extras are not counted
+  (``engine_settings.comm_in_non_torch``).
 * ``activation_peak``: the torch peak of the profile run -- one dummy forward of
   ``max_num_batched_tokens`` tokens and, on the last stage, the sampler over
   ``min(max_num_seqs, max_num_batched_tokens)`` rows -- as a max over phases
@@ -19,8 +21,10 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
 * CUDA-graph memory (profile ``memory.vllm.cudagraph_gib``, the amount): before 0.20 vLLM
   captures graphs after the KV cache is sized, and it is reported beside it; from 0.20 the
   worker estimates it first and subtracts it from the budget
-  (``engine_settings.cudagraphs_in_budget``: the version decides, not the profile). With
-  ``--enforce-eager`` no graphs are captured: none reported, none subtracted.
+  (``engine_settings.cudagraphs_in_budget``: the version decides, not the profile), except
+  where the version runs the model on Model Runner V2, whose estimate is 0 before 0.29
+  (Qwen3 in 0.22-0.24, Llama and Mistral in 0.24). With ``--enforce-eager`` no graphs are
+  captured: none reported, none subtracted.
 
 Blocks of ``block_size`` tokens (the version's: 16, 64 from 0.34) per stage; every stage gets
 the smallest stage's count.
@@ -74,15 +78,19 @@ def kv_cache_bytes(total: float, util: float, weights: float, non_torch: float, 
     return util * total - weights - non_torch - activation_peak - graphs_in_budget
 
 
-def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm") -> float:
+def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm",
+                    version: tuple[int, int] | None = None) -> float:
+    """``base`` (+ ``tp_extra`` / ``pp_extra``, the communicators, where the version's snapshot
+    still counts them: ``engine_settings.comm_in_non_torch``, before 0.11)."""
     em = profile.engine_memory.get(runtime)
     if em is None:
         return profile.runtime_overhead_gib.value * GIB
     nt = em.non_torch_gib
     gib = nt["base"].value
-    if tp >= 2 and "tp_extra" in nt:
+    comm = es.comm_in_non_torch(version)[0]
+    if comm and tp >= 2 and "tp_extra" in nt:
         gib += nt["tp_extra"].value
-    if pp >= 2 and "pp_extra" in nt:
+    if comm and pp >= 2 and "pp_extra" in nt:
         gib += nt["pp_extra"].value
     return gib * GIB
 
@@ -122,9 +130,10 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
     tokens = cfg.batched_tokens(workload)
     act, phase = profile_run_peak(profile, model, tp, last, tokens, min(cfg.max_num_seqs, tokens),
                                   workload.act_bytes, runtime, cfg.version)
-    non_torch = non_torch_bytes(profile, tp, pp, runtime)
+    non_torch = non_torch_bytes(profile, tp, pp, runtime, cfg.version)
     graphs = em.cudagraph_gib.value * GIB if em is not None and not cfg.enforce_eager else 0.0
-    in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager)[0]
+    in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager, model.model_type,
+                                        model.weight_format is not None)[0]
     kv = kv_cache_bytes(total, cfg.gpu_memory_utilization, weights, non_torch, act, graphs if in_budget else 0.0)
     per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
                                                     first, last)

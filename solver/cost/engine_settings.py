@@ -77,6 +77,28 @@ RULES = {
                                    "gpu_worker.py:398-399, 437-441); none with --enforce-eager (0.18.0 :398; "
                                    "cudagraph_mode NONE: 0.27.0 :515, 0.34.0 vllm/config/vllm.py:1697-1699, "
                                    "v1/worker/gpu/cudagraph_utils.py:1005-1009)"),
+    "v2_runner_no_graph_estimate": ({(0, 22): ("qwen3",),
+                                     (0, 24): ("qwen3", "llama", "mistral", "deepseek_v2", "qwen2_moe", "granitemoe"),
+                                     (0, 25): ("deepseek_v2", "qwen2_moe", "granitemoe"),
+                                     (0, 26): ("deepseek_v2", "qwen2_moe", "granitemoe")},
+                                    "Model Runner V2 is vLLM's default for these architectures (HF model_type: "
+                                    "Qwen3ForCausalLM qwen3, LlamaForCausalLM llama, MistralForCausalLM mistral, "
+                                    "DeepseekV2ForCausalLM deepseek_v2, Qwen2MoeForCausalLM qwen2_moe, "
+                                    "GraniteMoeForCausalLM granitemoe), and its profile_cudagraph_memory returns 0, "
+                                    "so no graph memory comes off the budget: 0.22.0 vllm/config/vllm.py:69 "
+                                    "DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES (dense, unquantized only, :518-532), "
+                                    "v1/worker/gpu/model_runner.py:620-622; 0.24.0 config/vllm.py:68-77, :522-561, "
+                                    "gpu/model_runner.py:684-686; 0.25.0 :68-74, :680-682; 0.26.0-0.28.0 the MoE "
+                                    "ones only (0.27.1 config/vllm.py:69-79, gpu/model_runner.py:749-751; 0.28.0 "
+                                    ":69-80, :843-845). Before 0.22 V1 unless VLLM_USE_V2_MODEL_RUNNER=1 (0.21.0 "
+                                    "envs.py:1711-1712); from 0.29 V2 for every model, with a real estimate "
+                                    "(0.29.0 v1/worker/gpu/model_runner.py:896-898)"),
+    "comm_before_snapshot": (True, "from 0.11.0 the worker initialises NCCL and custom all-reduce "
+                                   "(init_worker_distributed_environment) before its init memory snapshot, so "
+                                   "their memory is not in the non-torch increase it subtracts (0.11.0 "
+                                   "v1/worker/gpu_worker.py:169 then :182; 0.24.0 :322 then :341; 0.27.1 :376 "
+                                   "then :395, 'Initialize the distributed environment BEFORE taking memory "
+                                   "snapshot'); 0.10.1.1 took the snapshot first (:174, then :192)"),
     # The profile run's dummy sampler (V1): logits of min(max_num_seqs, max_num_batched_tokens) rows
     # (0.11.0 v1/worker/gpu_model_runner.py:2977, 3397), with top_k = V - 1 and top_p = 0.9 (:3198-3205,
     # same in 0.9.2-0.27.1) -- both filters on, the costliest path. Bytes alive at its peak per logit:
@@ -147,11 +169,27 @@ def block_size_default(version: tuple[int, int]) -> tuple[int, str]:
     return RULES["block_size_v034" if version >= (0, 34) else "block_size"]
 
 
-def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool) -> tuple[bool, str]:
-    """Whether the worker subtracts CUDA-graph memory before sizing the KV cache (it captures
-    none with --enforce-eager)."""
+def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool, model_type: str = "",
+                         quantized: bool = False) -> tuple[bool, str]:
+    """Whether the worker subtracts CUDA-graph memory before sizing the KV cache: from 0.20, not
+    with --enforce-eager, and not where the version runs the model (HF ``model_type``) on Model
+    Runner V2 before its estimate existed (RULES["v2_runner_no_graph_estimate"])."""
     src = RULES["cudagraphs_in_budget"][1]
-    return version >= (0, 20) and not enforce_eager, src
+    if version < (0, 20) or enforce_eager:
+        return False, src
+    table, v2_src = RULES["v2_runner_no_graph_estimate"]
+    read = [v for v in table if v <= version]
+    # 0.20-0.21 and 0.29+ are V1 (or V2 with an estimate); 0.23 takes 0.22's rule (nearest older read)
+    if version < (0, 29) and read and model_type in table[max(read)] and not (quantized and version < (0, 24)):
+        return False, v2_src
+    return True, src
+
+
+def comm_in_non_torch(version: tuple[int, int] | None) -> tuple[bool, str]:
+    """Whether the communicators' memory (a profile's ``tp_extra`` / ``pp_extra``) is in the
+    non-torch increase vLLM subtracts: only before 0.11 (RULES["comm_before_snapshot"]). No
+    version given: counted (the profile's own figure)."""
+    return version is None or version < (0, 11), RULES["comm_before_snapshot"][1]
 
 
 def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: bool | None = None) -> tuple[int, str]:

@@ -157,6 +157,7 @@ def parse_hf_config(cfg: object, where: str, name: str = "model",
         qk_norm=model_type in _QK_NORM_TYPES,
         norms_per_layer=4 if model_type in _FOUR_NORM_TYPES else 2,
         layer_kinds=_layer_kinds(cfg, where, model_type, num_layers, experts),
+        model_type=model_type,
         **mla,
     )
     fmt = parse_quant(outer, cfg, where, spec, hf_quant)

@@ -78,6 +78,7 @@ class ModelSpec:
     v_head_dim: int = 0
     layer_kinds: tuple = ()            # LayerKind per layer; () = every layer alike
     weight_format: WeightFormat | None = None  # the checkpoint's scheme (None: as --dtype says)
+    model_type: str = ""               # HF config's model_type (vLLM picks its model runner by architecture)
 
     # ---------------------------------------------------------------- layer kinds
     @property
