@@ -15,6 +15,11 @@ Extra held-out set (``--vllm-extra``, default data/vllm_memory_extra/logs.csv): 
 ``--vllm`` points only, then every extra row is predicted the same way -- no row of it enters any
 fit, so its table is a fully held-out judge of the KV-cache prediction (reported, never gating).
 
+KV cache interval: for every predicted row of both sets, the [low, high] the solver's corners
+give (solver/cost/intervals.py on the section the fit would ship for the row's GPU; vllm_fit.
+kv_interval), whether the logged KV lies inside, why not, and the coverage per set (reported,
+never gating).
+
 For each runtime in the raw files: fit the activation model (tokens_linear_v1) and the prefill
 time model (with and without the unsharded HBM-pass term) with the same hold-out as
 scripts/build_published_profiles.sh, and print predicted vs measured for every held-out row,
@@ -128,14 +133,9 @@ def bench_vllm_kv(points: list[str], holdout_spec: str) -> dict:
     return errs
 
 
-def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> list[float]:
-    """KV GiB per GPU of every extra row, predicted from a fit on ``points`` alone."""
+def extra_cases(fits: dict, extra: list[str]):
+    """(row, case, family fit, KV GiB logged, why not predicted) of every row of the ``extra`` CSVs."""
     from calibrate.memory import vllm_fit
-    fits, _ = vllm_fit.fit_points(points, holdout_spec)
-    errs, skipped = [], []
-    print(f"\n== vLLM KV cache per GPU (GiB), fully held out: {', '.join(extra)}; fitted on {', '.join(points)} only")
-    print(f"   {'line':<5}{'vLLM':<9}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'logged':>8}{'from':>7}"
-          f"{'pred':>8}{'error':>8}")
     for path in extra:
         for r in vllm_fit.read_points(path):
             c, why = vllm_fit.resolve(r)
@@ -145,15 +145,28 @@ def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> 
             if c is not None and ff is None:
                 why = f"no {c.family} fit in the points"
             meas = c.kv_measured_gib() if ff is not None else None
-            if meas is None or meas <= 0:
-                skipped.append((r, why or "no KV figure"))
-                continue
-            p = vllm_fit.predict_case(c, ff)
-            e = p["kv_cache_gib"] / meas - 1
-            errs.append(e)
-            src = "tokens" if r.get("kv_tokens") is not None else "blocks" if r.get("gpu_blocks") is not None else "GiB"
-            print(f"   {r['line']:<5}{'%d.%d' % c.version:<9}{r['gpu'][:10]:<11}{r['model'][:32]:<33}{c.tp:>3}"
-                  f"{c.tokens:>7}{meas:>8.2f}{src:>7}{p['kv_cache_gib']:>8.2f}{e:>+8.1%}")
+            ok = meas is not None and meas > 0
+            yield r, c if ok else None, ff, meas, "" if ok else why or "no KV figure"
+
+
+def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> list[float]:
+    """KV GiB per GPU of every extra row, predicted from a fit on ``points`` alone."""
+    from calibrate.memory import vllm_fit
+    fits, _ = vllm_fit.fit_points(points, holdout_spec)
+    errs, skipped = [], []
+    print(f"\n== vLLM KV cache per GPU (GiB), fully held out: {', '.join(extra)}; fitted on {', '.join(points)} only")
+    print(f"   {'line':<5}{'vLLM':<9}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'logged':>8}{'from':>7}"
+          f"{'pred':>8}{'error':>8}")
+    for r, c, ff, meas, why in extra_cases(fits, extra):
+        if c is None:
+            skipped.append((r, why))
+            continue
+        p = vllm_fit.predict_case(c, ff)
+        e = p["kv_cache_gib"] / meas - 1
+        errs.append(e)
+        src = "tokens" if r.get("kv_tokens") is not None else "blocks" if r.get("gpu_blocks") is not None else "GiB"
+        print(f"   {r['line']:<5}{'%d.%d' % c.version:<9}{r['gpu'][:10]:<11}{r['model'][:32]:<33}{c.tp:>3}"
+              f"{c.tokens:>7}{meas:>8.2f}{src:>7}{p['kv_cache_gib']:>8.2f}{e:>+8.1%}")
     a = [abs(e) for e in errs]
     if a:
         print(f"   extra held-out: n={len(a)} mean {sum(a) / len(a):.1%} max {max(a):.1%}")
@@ -162,6 +175,54 @@ def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> 
         par = f"TP{int(r['tp'] or 1)}" + (f" PP{int(r['pp'])}" if (r.get("pp") or 1) > 1 else "")
         print(f"     line {r['line']} {r['vllm_version'][:12]} {r['gpu']} {r['model'][:40]} {par}: {why}")
     return errs
+
+
+# Engine settings a log may leave unstated: the prediction takes vLLM's default for them, a
+# known value (engine_settings), as the solver does for a user who leaves them at default.
+SETTINGS = ("gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs", "max_model_len")
+
+
+def kv_interval_row(c, ff, fits: dict, holdout_spec: str) -> dict:
+    """One row's KV interval (vllm_fit.kv_interval), whether the logged KV lies inside it (to
+    the logged figure's resolution, Case.kv_resolution_gib) and, if not, why."""
+    from calibrate.memory import vllm_fit
+    iv, meas = vllm_fit.kv_interval(c, ff, fits, holdout_spec), c.kv_measured_gib()
+    below, above = c.kv_resolution_gib()
+    inside = iv["low"] - below <= meas <= iv["high"] + above
+    why = ""
+    if not inside:
+        end = iv["low"] if meas < iv["low"] else iv["high"]
+        why = (f"logged {'below low' if meas < iv['low'] else 'above high'} by {meas / end - 1:+.1%}; "
+               + ("a point: no default widens it (the GPU's own non-torch fit; settings, total, graphs and "
+                  "sampler known)" if not iv["defaults"] else "outside what the default ranges span"))
+        unstated = [k for k in SETTINGS if c.row.get(k) in (None, "")]
+        why += f"; unstated in the log (vLLM's default taken): {', '.join(unstated)}" if unstated else ""
+    return {**iv, "logged": meas, "inside": inside, "why": why}
+
+
+def bench_vllm_kv_interval(points: list[str], holdout_spec: str, extra: list[str]) -> dict:
+    """KV GiB per GPU: the [low, high] each row's prediction implies over the solver's corners
+    (solver/cost/intervals.py) against the logged figure; returns set -> [inside, rows]."""
+    from calibrate.memory import vllm_fit
+    fits, _ = vllm_fit.fit_points(points, holdout_spec)
+    rows = [(tag, c, ff) for ff in fits.values() for tag, cases in (("fit", ff.fit_cases), ("held", ff.held_cases))
+            for c in cases if (c.kv_measured_gib() or 0) > 0]
+    rows += [("extra", c, ff) for _r, c, ff, _m, _w in extra_cases(fits, extra) if c is not None]
+    print(f"\n== vLLM KV cache interval per GPU (GiB): the solver's corners (defaults at their plausible ends, "
+          f"FlashInfer where unlogged) on the fit's prediction; held out: {holdout_spec}")
+    print(f"   {'line':<5}{'set':<6}{'vLLM':<6}{'GPU':<11}{'TP':>3}{'logged':>8}{'low':>8}{'exp':>8}{'high':>8}  "
+          f"{'in':<4}widened by / why outside")
+    cover: dict = {}
+    for tag, c, ff in rows:
+        k = kv_interval_row(c, ff, fits, holdout_spec)
+        cover.setdefault(tag, [0, 0])[0] += k["inside"]
+        cover[tag][1] += 1
+        print(f"   {c.row['line']:<5}{tag:<6}{'%d.%d' % c.version:<6}{c.row['gpu'][:10]:<11}{c.tp:>3}"
+              f"{k['logged']:>8.2f}{k['low']:>8.2f}{k['expected']:>8.2f}{k['high']:>8.2f}  {'yes' if k['inside'] else 'NO':<4}"
+              + (k["why"] or ", ".join(k["defaults"]) or "-"))
+    for tag, (n_in, n) in cover.items():
+        print(f"   {tag}: {n_in}/{n} logged KV inside [low, high]")
+    return cover
 
 
 def main(argv=None) -> int:
@@ -192,9 +253,12 @@ def main(argv=None) -> int:
         if args.vllm_extra:
             extra_errs = bench_vllm_extra(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT, args.vllm_extra)
             worst["vLLM KV cache per GPU (extra set, never fitted)"] = max((abs(e) for e in extra_errs), default=0.0)
+        cover = bench_vllm_kv_interval(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT, args.vllm_extra)
     print("\n== summary: held-out max relative error")
     for k, v in worst.items():
         print(f"   {k:<52}{v:>7.1%}  {'ok' if v <= args.threshold else 'ABOVE ' + format(args.threshold, '.0%')}")
+    for tag, (n_in, n) in (cover.items() if args.vllm else ()):
+        print(f"   vLLM KV cache interval coverage, {tag + ' rows':<30}{n_in:>3}/{n}  (reported, not gated)")
     shipped = ("memory transformers-5.17-sdpa (phases)", "prefill native-sdpa (+passes)")
     return 1 if any(worst.get(k, 0) > args.threshold for k in shipped) else 0
 

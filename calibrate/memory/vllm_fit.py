@@ -26,9 +26,11 @@ import numpy as np
 from calibrate.memory.phases import predict
 from calibrate.memory.vllm_points import INTERCONNECT, Case, is_held, parse_holdout, read_points, resolve
 from solver.cost import engine_settings as es
+from solver.cost import intervals
 from solver.cost.engine_memory import kv_cache_bytes
 from solver.cost.memory import LOGITS_BYTES
 from solver.errors import InputError
+from solver.inputs.profile import parse_engine_section
 from solver.units import GIB
 
 
@@ -65,13 +67,18 @@ class FamilyFit:
         """Non-torch GiB: the GPU's own fit, else the mean over GPUs of its interconnect class
         (``tp_extra`` 0 for a PCIe class with no TP >= 2 row: no custom all-reduce buffers);
         the extra only where the version counts the communicators (es.comm_in_non_torch)."""
+        return sum(self.nt_parts(gpu, tp, interconnect, version))
+
+    def nt_parts(self, gpu: str, tp: int, interconnect: str | None = None,
+                 version: tuple[int, int] | None = None) -> tuple[float, float]:
+        """(base, the TP >= 2 extra where counted, else 0) GiB of ``nt_gib``."""
         own = self.non_torch.get(gpu, {})
         cls = self.class_mean(interconnect or INTERCONNECT.get(gpu, ""))
         base = own.get("base", cls["base"])
         extra = own.get("tp_extra")
         if extra is None:
             extra = cls["tp_extra"]
-        return base + (extra if tp >= 2 and es.comm_in_non_torch(version)[0] else 0.0)
+        return base, (extra if tp >= 2 and es.comm_in_non_torch(version)[0] else 0.0)
 
     def class_mean(self, interconnect: str) -> dict:
         same = [v for g, v in self.non_torch.items() if g != "*" and INTERCONNECT.get(g) == interconnect]
@@ -126,14 +133,53 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
     return FamilyFit(family, phases, non_torch, fit, held, how, graphs_gib)
 
 
-def predict_case(c: Case, ff: FamilyFit) -> dict:
-    """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV."""
-    peak, phase = predict(c.phases(ff.phases), c.terms())
-    nt = ff.nt_gib(c.row["gpu"], c.tp, version=c.version)
+def predict_case(c: Case, ff: FamilyFit, nt_gib: float | None = None, graphs_gib: float | None = None,
+                 flashinfer_unlogged: bool | None = None) -> dict:
+    """GiB per GPU: weights (solver's formula), non-torch, activation peak, KV. The keywords
+    put the fit's defaults at an interval corner (kv_interval): non-torch GiB, the CUDA-graph
+    amount where the row logs none, FlashInfer where the log does not say which sampler ran."""
+    peak, phase = predict(c.phases(ff.phases, flashinfer_unlogged), c.terms())
+    nt = ff.nt_gib(c.row["gpu"], c.tp, version=c.version) if nt_gib is None else nt_gib
     w = c.weights_bytes()
-    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, c.graphs_gib(ff.graphs_gib) * GIB) / GIB
+    graphs = c.graphs_gib(ff.graphs_gib if graphs_gib is None else graphs_gib)
+    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, graphs * GIB) / GIB
     return {"weights_gib": w / GIB, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
             "kv_cache_gib": kv}
+
+
+def kv_interval(c: Case, ff: FamilyFit, all_fits: dict, holdout_spec: str = "") -> dict:
+    """{"low", "expected", "high", "defaults"} KV GiB per GPU of ``c``, over the corners the
+    solver takes (solver/cost/intervals.py) of what this fit would ship for the row's GPU and
+    version: the ``memory.vllm`` section (engine_section) read back as a profile holds it and
+    put at each side by ``intervals.engine_end`` -- non-torch ``base`` / ``tp_extra`` and the
+    CUDA-graph amount, each where it is a `default`, at its plausible end -- and, as
+    ``engine_memory.profile_run_peak`` does, the high corner on FlashInfer's sampler where the
+    log does not say which ran. The row's own settings, total and logged figures are known:
+    they do not widen it. The fit has no serving fit, so no fit spread (intervals.fit_spread)."""
+    gpu = c.row["gpu"]
+    section = engine_section(ff, lambda g: g == gpu, "%d.%d" % c.version, "vllm_fit", holdout_spec, all_fits,
+                             INTERCONNECT.get(gpu, ""))
+    em = parse_engine_section(section, f"kv_interval line {c.row['line']}")
+    nt, base, extra = em.non_torch_gib, *ff.nt_parts(gpu, c.tp, version=c.version)
+    counted = c.tp >= 2 and es.comm_in_non_torch(c.version)[0]
+    defaults = [f"non_torch_gib.{k}" for k in ("base", "tp_extra")
+                if nt[k].source == "default" and (k == "base" or counted)]
+    if c.graphs_gib(0.0) != c.graphs_gib(1.0):
+        defaults.append("cudagraph_gib (in the budget, not logged)")
+    if es.is_v1(c.version) and c.flashinfer_logged() is None and (
+            es.sampler_bytes_per_logit(c.version, c.sampler_rows, True)[0]
+            != es.sampler_bytes_per_logit(c.version, c.sampler_rows)[0]):
+        defaults.append("sampler path (FlashInfer not logged)")
+    exp = predict_case(c, ff)["kv_cache_gib"]
+    ends = []
+    for side in intervals.SIDES:
+        end = intervals.engine_end(em, side)
+        b = end.non_torch_gib["base"].value if nt["base"].source == "default" else base
+        x = (end.non_torch_gib["tp_extra"].value if nt["tp_extra"].source == "default" else extra) if counted else 0.0
+        # the optimistic corner samples on FlashInfer, as engine_memory.profile_run_peak's does
+        fi = True if side == "high" else None
+        ends.append(predict_case(c, ff, b + x, end.cudagraph_gib.value, fi)["kv_cache_gib"])
+    return {"low": min(ends + [exp]), "expected": exp, "high": max(ends + [exp]), "defaults": defaults}
 
 
 def kv_error(c: Case, ff: FamilyFit) -> float | None:

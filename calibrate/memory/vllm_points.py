@@ -143,13 +143,19 @@ class Case:
     def terms(self) -> dict:
         return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
 
-    def phases(self, fitted: dict) -> dict:
+    def flashinfer_logged(self) -> bool | None:
+        """Whether the row's log says FlashInfer sampled (None: it does not say)."""
+        note = SAMPLER_NOTE.search(self.row.get("notes") or "")
+        return note.group(1) == "flashinfer" if note else FLASHINFER_FROM_LOG.get(self.row.get("source_url", ""))
+
+    def phases(self, fitted: dict, flashinfer_unlogged: bool | None = None) -> dict:
         """The fitted phases, with V1's sampler phase from the version's code path
-        (engine_settings.sampler_bytes_per_logit; FlashInfer where the row's log says so)."""
+        (engine_settings.sampler_bytes_per_logit; FlashInfer where the row's log says so, else
+        ``flashinfer_unlogged``: None is pip's default install, True the interval's high corner)."""
         if not es.is_v1(self.version):
             return fitted
-        note = SAMPLER_NOTE.search(self.row.get("notes") or "")
-        fi = note.group(1) == "flashinfer" if note else FLASHINFER_FROM_LOG.get(self.row.get("source_url", ""))
+        fi = self.flashinfer_logged()
+        fi = flashinfer_unlogged if fi is None else fi
         return {**fitted, "sampler": {"c_v": es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi)[0]
                                       / LOGITS_BYTES}}
 
@@ -167,6 +173,19 @@ class Case:
         if r.get("gpu_blocks") is not None:
             return r["gpu_blocks"] * (r.get("block_size") or es.block_size_default(self.version)[0]) * per_tok / GIB
         return r.get("kv_cache_gib")
+
+
+    def kv_resolution_gib(self) -> tuple[float, float]:
+        """(below, above) GiB by which the logged KV figure may sit off the budget it reports:
+        a token or block count is whole blocks, floored (0.6.4 worker/worker.py:226; 0.10.1.1
+        v1/core/kv_cache_utils.py:788), so up to one block below; a GiB line is printed to 0.01
+        GiB (0.6.4 worker.py:236 'kv_cache_size=%.2fGiB'; 0.10.1.1 v1/worker/gpu_worker.py:276
+        '%.2f GiB'), so half that either way."""
+        r = self.row
+        if r.get("kv_tokens") is None and r.get("gpu_blocks") is None:
+            return 0.005, 0.005
+        block = r.get("block_size") or es.block_size_default(self.version)[0]
+        return block * kv_bytes_per_token(self.model, self.tp, self.model.num_layers, self.act_bytes) / GIB, 0.0
 
 
 def resolve(row: dict) -> tuple[Case | None, str]:

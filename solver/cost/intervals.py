@@ -94,7 +94,9 @@ def _curve_end(name: str, c: Curve, side: str) -> Curve:
     return replace(c, params=p)
 
 
-def _engine_end(em, side: str):
+def engine_end(em, side: str):
+    """An engine memory section (``memory.<runtime>``) at ``side``: its `default` non-torch
+    figures and CUDA-graph amount at their plausible ends (calibrate's vLLM fit takes the same)."""
     nt = {k: _end("runtime_overhead_gib", v, side) for k, v in em.non_torch_gib.items()}
     return replace(em, non_torch_gib=nt, cudagraph_gib=_end("cudagraph_gib", em.cudagraph_gib, side))
 
@@ -141,7 +143,7 @@ def corner(profile: Profile, side: str) -> Profile:
         prefill_efficiency=_curve_end("prefill_efficiency", profile.prefill_efficiency, side),
         decode_efficiency=_curve_end("decode_efficiency", profile.decode_efficiency, side),
         serving=serving,
-        engine_memory={rt: _engine_end(em, side) for rt, em in profile.engine_memory.items()},
+        engine_memory={rt: engine_end(em, side) for rt, em in profile.engine_memory.items()},
         corner=side,
     )
     _CORNERS[key] = (profile, out)

@@ -265,6 +265,12 @@ def parse_profile(data: object, where: str) -> Profile:
     )
 
 
+def parse_engine_section(data: dict, where: str, runtime: str = "vllm"):
+    """One ``memory.<runtime>`` section as a profile holds it (calibrate's vLLM fit reads its own
+    section back this way to take the solver's corners of it)."""
+    return parse_engine_memory(data, where, runtime, _value, SOURCES)
+
+
 def load_profile(path: str | Path) -> Profile:
     return parse_profile(load_json(path), str(path))
 
