@@ -17,8 +17,10 @@ fit, so its table is a fully held-out judge of the KV-cache prediction (reported
 
 KV cache interval: for every predicted row of both sets, the [low, high] the solver's corners
 give (solver/cost/intervals.py on the section the fit would ship for the row's GPU; vllm_fit.
-kv_interval), whether the logged KV lies inside, why not, and the coverage per set (reported,
-never gating).
+kv_interval), widened by the family's held-out reservation error (the section's fit_error), whether
+the logged KV lies inside, why not, and the coverage per set (reported, never gating). The shared
+held-out rows' own errors set that width, so their coverage is not an independent test; the
+extra set's (never fitted) is.
 
 For each runtime in the raw files: fit the activation model (tokens_linear_v1) and the prefill
 time model (with and without the unsharded HBM-pass term) with the same hold-out as
@@ -193,8 +195,9 @@ def kv_interval_row(c, ff, fits: dict, holdout_spec: str) -> dict:
     if not inside:
         end = iv["low"] if meas < iv["low"] else iv["high"]
         why = (f"logged {'below low' if meas < iv['low'] else 'above high'} by {meas / end - 1:+.1%}; "
-               + ("a point: no default widens it (the GPU's own non-torch fit; settings, total, graphs and "
-                  "sampler known)" if not iv["defaults"] else "outside what the default ranges span"))
+               + ("no default widens it (the GPU's own non-torch fit; settings, total, graphs and sampler "
+                  "known)" if not iv["defaults"] else "outside what the default ranges span")
+               + f", only the family's held-out reservation error +/- {iv['fit_error_gib']:.3f} GiB")
         unstated = [k for k in SETTINGS if c.row.get(k) in (None, "")]
         why += f"; unstated in the log (vLLM's default taken): {', '.join(unstated)}" if unstated else ""
     return {**iv, "logged": meas, "inside": inside, "why": why}
@@ -219,7 +222,7 @@ def bench_vllm_kv_interval(points: list[str], holdout_spec: str, extra: list[str
         cover[tag][1] += 1
         print(f"   {c.row['line']:<5}{tag:<6}{'%d.%d' % c.version:<6}{c.row['gpu'][:10]:<11}{c.tp:>3}"
               f"{k['logged']:>8.2f}{k['low']:>8.2f}{k['expected']:>8.2f}{k['high']:>8.2f}  {'yes' if k['inside'] else 'NO':<4}"
-              + (k["why"] or ", ".join(k["defaults"]) or "-"))
+              + (k["why"] or ", ".join(k["defaults"] + [f"fit error +/- {k['fit_error_gib']:.3f} GiB"])))
     for tag, (n_in, n) in cover.items():
         print(f"   {tag}: {n_in}/{n} logged KV inside [low, high]")
     return cover

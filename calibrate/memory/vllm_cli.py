@@ -32,5 +32,6 @@ def run_vllm_fit(args) -> int:
     write_profile(args.out, base)
     e = section["activation_peak"]["fit_error"]
     print(f"wrote {args.out}: memory.vllm {args.vllm_version} ({fam}); KV GiB error fit {e['fit']}, "
-          f"held out {e['held_out']}")
+          f"held out {e['held_out']}; reservation error (fit_error, widens KV intervals): held-out max "
+          f"{section['fit_error']['held_out_max_abs_gib']} GiB over {section['fit_error']['held_out_rows']} rows")
     return 0

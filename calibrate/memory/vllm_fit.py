@@ -155,7 +155,10 @@ def kv_interval(c: Case, ff: FamilyFit, all_fits: dict, holdout_spec: str = "") 
     CUDA-graph amount, each where it is a `default`, at its plausible end -- and, as
     ``engine_memory.profile_run_peak`` does, the high corner on FlashInfer's sampler where the
     log does not say which ran. The row's own settings, total and logged figures are known:
-    they do not widen it. The fit has no serving fit, so no fit spread (intervals.fit_spread)."""
+    they do not widen it. Both ends then move out by the section's ``fit_error.held_out_max_abs_gib``
+    (the family's held-out reservation error), as the solver's KV interval does: for a held-out
+    row that width is made of the held-out rows' own errors, so only rows never fitted (the
+    bench's judge set) test it independently. No serving fit spread (intervals.fit_spread)."""
     gpu = c.row["gpu"]
     section = engine_section(ff, lambda g: g == gpu, "%d.%d" % c.version, "vllm_fit", holdout_spec, all_fits,
                              INTERCONNECT.get(gpu, ""))
@@ -179,7 +182,9 @@ def kv_interval(c: Case, ff: FamilyFit, all_fits: dict, holdout_spec: str = "") 
         # the optimistic corner samples on FlashInfer, as engine_memory.profile_run_peak's does
         fi = True if side == "high" else None
         ends.append(predict_case(c, ff, b + x, end.cudagraph_gib.value, fi)["kv_cache_gib"])
-    return {"low": min(ends + [exp]), "expected": exp, "high": max(ends + [exp]), "defaults": defaults}
+    err = intervals.reservation_error_gib(em)  # the fit's held-out error: a calibrated row keeps it
+    return {"low": min(ends + [exp]) - err, "expected": exp, "high": max(ends + [exp]) + err,
+            "defaults": defaults, "fit_error_gib": err}
 
 
 def kv_error(c: Case, ff: FamilyFit) -> float | None:
@@ -187,6 +192,30 @@ def kv_error(c: Case, ff: FamilyFit) -> float | None:
     if meas is None or meas <= 0:
         return None
     return predict_case(c, ff)["kv_cache_gib"] / meas - 1
+
+
+def kv_error_gib(c: Case, ff: FamilyFit) -> float | None:
+    """Predicted minus logged KV GiB per GPU. The row's budget (gpu_memory_utilization x total)
+    is known, so this is minus the error of what the fit reserves out of it: weights (the
+    solver's formula), non-torch memory, the activation peak and graphs counted in the budget."""
+    meas = c.kv_measured_gib()
+    if meas is None or meas <= 0:
+        return None
+    return predict_case(c, ff)["kv_cache_gib"] - meas
+
+
+def reservation_error(ff: FamilyFit, holdout_spec: str) -> dict:
+    """``memory.vllm.fit_error``: max and mean |reservation error| GiB per GPU over the family's
+    fit rows and held-out rows (docs/profile.md). The solver widens a KV interval by
+    ``held_out_max_abs_gib`` (solver/cost/intervals.py reservation_error_gib)."""
+    out = {"metric": "|predicted - logged KV cache GiB per GPU| = |error of the reserved GiB| (the budget is known)",
+           "family": ff.family, "holdout": holdout_spec}
+    for tag, cases in (("fit", ff.fit_cases), ("held_out", ff.held_cases)):
+        a = [abs(e) for e in (kv_error_gib(c, ff) for c in cases) if e is not None]
+        out[f"{tag}_rows"] = len(a)
+        out[f"{tag}_max_abs_gib"] = round(float(np.max(a)), 4) if a else None
+        out[f"{tag}_mean_abs_gib"] = round(float(np.mean(a)), 4) if a else None
+    return out
 
 
 def relerr(errs: list[float]) -> dict:
@@ -277,6 +306,7 @@ def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, h
         "fragmentation_frac": _rec(0.0, "published", "vLLM subtracts torch's allocated peak, not reserved memory "
                                                      "(Worker.determine_available_memory): no fragmentation term"),
         "cudagraph_in_budget": False,
+        "fit_error": reservation_error(ff, holdout_spec),
         "note": "vLLM's own accounting (docs/vllm_memory.md): kv = gpu_memory_utilization x total - weights - "
                 "non_torch - activation_peak; CUDA graphs are captured after the KV cache is sized",
     }

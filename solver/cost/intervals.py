@@ -12,7 +12,9 @@ A calibrated number has no range: it does not widen the interval. A prediction w
 corners differ rests on a default and is flagged *uncalibrated*. Where the profile carries
 an end-to-end fit of the serving model (``serving.*.fit_error``, held-out error on real
 deployments), the corners are widened by that measured held-out max error too -- the model's
-own validated error, the only spread a fully calibrated prediction keeps.
+own validated error, the only spread a fully calibrated prediction keeps. A KV-cache interval
+(``kv_interval``) is widened instead by the engine memory fit's held-out error, absolute GiB of
+what the engine reserves per GPU (``memory.<runtime>.fit_error.held_out_max_abs_gib``).
 
 Three parts of the serving model also move at the corners (``Profile.corner``), each because
 the data does not identify it:
@@ -155,6 +157,39 @@ def fit_spread(profile: Profile) -> float:
     errs = [(v.fit_error or {}).get("held_out_max_abs_rel") for v in profile.serving.values()]
     errs = [e for e in errs if isinstance(e, (int, float))]
     return max(errs) if errs else 0.0
+
+
+def reservation_error_gib(em) -> float:
+    """Held-out max |reservation error| GiB per GPU of an engine memory section's fit
+    (``memory.<runtime>.fit_error.held_out_max_abs_gib``; 0 when the section has none)."""
+    e = (em.fit_error or {}).get("held_out_max_abs_gib") if em is not None else None
+    return float(e) if isinstance(e, (int, float)) else 0.0
+
+
+def reserve_end(profile: Profile, side: str, runtime: str = "vllm") -> Profile:
+    """``corner(profile, side)`` with the engine's reservation moved by its fit's held-out error:
+    up at ``low`` (fewer KV bytes), down at ``high`` -- carried on ``non_torch_gib.base``, which
+    every GPU of every stage pays, so each GPU's KV bytes move by exactly that many GiB."""
+    out = corner(profile, side)
+    em = out.engine_memory.get(runtime)
+    err = reservation_error_gib(em)
+    if not err:
+        return out
+    base = em.non_torch_gib["base"]
+    nt = {**em.non_torch_gib, "base": replace(base, value=base.value + (err if side == "low" else -err))}
+    return replace(out, engine_memory={**out.engine_memory, runtime: replace(em, non_torch_gib=nt)})
+
+
+def kv_interval(evaluate, stages, runtime: str = "vllm") -> dict:
+    """``interval`` for a KV-cache quantity: the corners, then each end's reservation moved by the
+    engine memory fit's held-out error in GiB (``reserve_end``) -- not the serving fit's relative
+    spread, a throughput error. ``uncalibrated`` still says only whether a default moved it."""
+    exp = evaluate(stages)
+    uncal = any(abs(evaluate(at_corner(stages, side)) - exp) > 1e-9 * max(1.0, abs(exp)) for side in SIDES)
+    ends = [evaluate([replace(s, profile=reserve_end(s.profile, side, runtime)) for s in stages]) for side in SIDES]
+    err = max(reservation_error_gib(s.profile.engine_memory.get(runtime)) for s in stages)
+    return {"low": min(ends + [exp]), "expected": exp, "high": max(ends + [exp]), "uncalibrated": uncal,
+            "memory_fit_error_gib": err}
 
 
 def at_corner(stages, side: str) -> list:

@@ -47,6 +47,7 @@ class EngineMemory:
     cudagraph_gib: object  # Value
     fragmentation_frac: object  # Value
     cudagraph_in_budget: bool = False  # parsed, not read: the vLLM version decides (engine_settings.cudagraphs_in_budget)
+    fit_error: dict | None = None  # calibrate's reservation error (GiB); intervals.reservation_error_gib reads it
     raw: dict = field(default_factory=dict, repr=False)
 
 
@@ -71,7 +72,7 @@ def parse_engine_memory(data, where: str, runtime: str, value_parser, sources: t
     """``value_parser(data, where, path, bounds)`` is the profile's value-record reader."""
     path = f"memory.{runtime}"
     f = Fields(data, where, path, ("version", "non_torch_gib", "activation_peak", "cudagraph_gib",
-                                   "fragmentation_frac", "cudagraph_in_budget", "note"))
+                                   "fragmentation_frac", "cudagraph_in_budget", "fit_error", "note"))
     nt = Fields(f.get("non_torch_gib", dict), where, f"{path}.non_torch_gib", (*NON_TORCH_KEYS, "note"))
     nonneg = (lambda v: v >= 0, ">= 0")
     non_torch = {k: value_parser(nt.data[k], where, f"{path}.non_torch_gib.{k}", nonneg)
@@ -86,5 +87,6 @@ def parse_engine_memory(data, where: str, runtime: str, value_parser, sources: t
         fragmentation_frac=value_parser(f.get("fragmentation_frac", dict), where, f"{path}.fragmentation_frac",
                                         (lambda v: 0 <= v <= 1, "in [0, 1]")),
         cudagraph_in_budget=f.get("cudagraph_in_budget", bool, False),
+        fit_error=f.get("fit_error", dict, None),
         raw=data,
     )

@@ -54,7 +54,8 @@ def engine_text(e: dict) -> str:
 
 def estimate_intervals(stages, model, workload, links=None, runtime: str = "vllm") -> dict:
     """Low / expected / high of KV tokens, stage times and (with ``links``: a pipeline)
-    throughput, from the profiles' default ranges (solver/cost/intervals.py)."""
+    throughput, from the profiles' default ranges (solver/cost/intervals.py); KV tokens widened by
+    the memory fit's held-out reservation error, the times by the serving fit's spread."""
     from solver.cost import intervals
     from solver.cost.pipeline import estimate_pipeline
     from solver.cost.serving import kv_capacity_tokens, serving_config
@@ -62,7 +63,8 @@ def estimate_intervals(stages, model, workload, links=None, runtime: str = "vllm
 
     def cfg(st):
         return serving_config(st[0].profile)
-    out = {"kv_cache_tokens": intervals.interval(lambda st: kv_capacity_tokens(st, model, workload, cfg(st)), stages),
+    out = {"kv_cache_tokens": intervals.kv_interval(lambda st: kv_capacity_tokens(st, model, workload, cfg(st)),
+                                                    stages),
            "prefill_ms": intervals.interval(lambda st: 1e3 * stage_time(st[0], model, workload, workload.batch,
                                                                           runtime).prefill_s, stages),
            "decode_step_ms": intervals.interval(lambda st: 1e3 * stage_time(st[0], model, workload, workload.batch,
@@ -82,7 +84,9 @@ def interval_text(iv: dict) -> str:
     parts = []
     if "throughput_tok_s" in iv:
         parts.append(fmt("throughput", "tokens/s", iv["throughput_tok_s"]))
-    parts += [fmt("KV cache", "tokens", iv["kv_cache_tokens"]), fmt("prefill", "ms", iv["prefill_ms"]),
+    kv, err = iv["kv_cache_tokens"], iv["kv_cache_tokens"].get("memory_fit_error_gib")
+    parts += [fmt("KV cache", "tokens", kv) + (f" (reservation +/- {err:.2f} GiB per GPU: the memory fit's held-out "
+                                               f"error)" if err else ""), fmt("prefill", "ms", iv["prefill_ms"]),
               fmt("decode step", "ms", iv["decode_step_ms"])]
     head = ("UNCALIBRATED: this prediction rests on default numbers (" + ", ".join(iv["defaults"]) + "); "
             "low / expected / high over their plausible ranges:" if iv["uncalibrated"] else
