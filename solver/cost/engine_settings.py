@@ -252,6 +252,8 @@ class EngineSettings:
             raise InputError("", "--gpu-memory-utilization", f"must be in (0, 1], got {g}")
         if self.entry_point not in ENTRY_POINTS:
             raise InputError("", "--entry-point", f"must be one of {', '.join(ENTRY_POINTS)}, got {self.entry_point!r}")
+        if self.version is not None:
+            parse_version(self.version)  # refused here, so an empty --vllm-version= is not read as "unset"
 
 
 def chunked_default(version: tuple[int, int], max_model_len: int) -> tuple[bool, str]:
