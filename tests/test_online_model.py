@@ -19,6 +19,7 @@ from solver.errors import InputError
 
 class ToySteps:
     step_s = StepModel.step_s
+    block_size = 16
 
     def __init__(self, budget=100, max_seqs=10, blocks=10_000):
         self.budget_tokens, self.max_num_seqs, self._blocks = budget, max_seqs, blocks

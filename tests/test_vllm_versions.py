@@ -68,6 +68,13 @@ def test_versions_not_read_are_refused(text, capsys):
     assert f"--vllm-version: vLLM {text} is outside the modelled versions 0.6-0.34" in err
 
 
+def test_empty_version_is_refused_not_defaulted(capsys):
+    """`--vllm-version=` (an empty value) is bad input, not "use the default"."""
+    assert main(["estimate", "--profile", "profiles/h100.json", "--model", "llama3-8b", "--vllm-version="]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--vllm-version: not a vLLM version (like 0.10.1): ''" in err
+
+
 def test_0_34_export_pins_eager_and_the_estimate_sizing(write, capsys):
     """0.34 sizes the KV cache after warm-up unless told not to: the command the plan exports
     carries --no-enable-extensible-kv-cache, --enforce-eager as given, and gpu memory
@@ -82,3 +89,29 @@ def test_0_34_export_pins_eager_and_the_estimate_sizing(write, capsys):
     assert vllm["vllm_version"] == "0.34"  # the release the flags and the prediction follow
     assert "--gpu-memory-utilization 0.92 " in cmd
     assert "--enable-chunked-prefill --enforce-eager --no-enable-extensible-kv-cache" in cmd
+
+
+def test_online_simulator_takes_the_versions_block_size(synthetic_profile):
+    """The online simulator counts KV in the version's blocks, as the planner does. 100 logged KV
+    tokens are 100 // 16 = 6 blocks (96 tokens) before 0.34 and 100 // 64 = 1 block from 0.34; a
+    request of 60 + 10 = 70 tokens needs ceil(70 / 16) = 5 blocks of 16 (fits) but
+    ceil(70 / 64) = 2 blocks of 64 (does not: vLLM would refuse to start)."""
+    from dataclasses import replace
+
+    from solver.cost.online.simulate import simulate
+    from solver.cost.online.steps import StepModel
+    from solver.cost.online.traffic import Traffic
+    from solver.cost.serving import serving_config
+    from solver.cost.stage import Stage
+    from solver.errors import InfeasibleError
+    from solver.inputs.model import load_model
+
+    model, stages = load_model("llama3-8b"), [Stage(synthetic_profile, 1, 32, True, True)]
+    cfg = serving_config(synthetic_profile)
+    traffic = Traffic(prompt_len=60, output_len=10, concurrency=1)
+    v033 = StepModel(model, stages, [], serving=replace(cfg, block_size=16), kv_tokens=100)
+    v034 = StepModel(model, stages, [], serving=replace(cfg, block_size=64), kv_tokens=100)
+    assert (v033.kv_blocks(), v034.kv_blocks()) == (6, 1)
+    assert simulate(v033, traffic, 1).preemptions == 0
+    with pytest.raises(InfeasibleError, match=r"needs 2 KV blocks; the replica has 1 \(64 tokens\)"):
+        simulate(v034, traffic, 1)

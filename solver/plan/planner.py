@@ -11,7 +11,7 @@ import math
 from tqdm import tqdm
 
 from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
-from solver.cost.serving import KV_BLOCK_TOKENS, serving_config
+from solver.cost.serving import serving_config
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.cluster import Cluster
 from solver.inputs.model import ModelSpec
@@ -55,9 +55,10 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
     pool = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB for g in table.groups)
     if weights > pool:
         return f"{model.name} needs {_gib(weights)} of weights; the pool has {_gib(pool)}"
-    per_seq = math.ceil(workload.context_len / KV_BLOCK_TOKENS) * KV_BLOCK_TOKENS
-    kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes, workload.context_len)
     cfgs = {g.name: serving_config(g.profile) for g in table.groups}
+    block = min(c.block_size for c in cfgs.values())  # the version's (64 from vLLM 0.34)
+    per_seq = math.ceil(workload.context_len / block) * block
+    kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes, workload.context_len)
     usable = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB * cfgs[g.name].gpu_memory_utilization
                  for g in table.groups)
     step = max(c.batched_tokens(workload) for c in cfgs.values())

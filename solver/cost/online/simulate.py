@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from solver.cost.online.steps import StepModel
 from solver.cost.online.traffic import Traffic
-from solver.cost.serving import KV_BLOCK_TOKENS
 from solver.errors import InfeasibleError
 
 DEFAULT_SEED = 0
@@ -83,19 +83,20 @@ def _lengths(traffic: Traffic, n: int, rng: np.random.Generator) -> list[tuple[i
     return [traffic.histogram[i][:2] for i in idx]
 
 
-def _blocks(tokens: int) -> int:
-    return -(-tokens // KV_BLOCK_TOKENS)
+def _ceil_div(tokens: int, block_size: int) -> int:
+    return -(-tokens // block_size)
 
 
 def simulate(steps: StepModel, traffic: Traffic, num_requests: int, seed: int = DEFAULT_SEED) -> SimResult:
     """Serve ``num_requests`` requests of ``traffic`` on one replica; times in seconds."""
     rng = np.random.default_rng(seed)
     lengths = _lengths(traffic, num_requests, rng)
-    total_blocks = steps.kv_blocks()
+    total_blocks, block_size = steps.kv_blocks(), steps.block_size  # the version's (64 from vLLM 0.34)
+    _blocks = partial(_ceil_div, block_size=block_size)
     longest = max(p + o for p, o in lengths)
     if _blocks(longest) > total_blocks:
         raise InfeasibleError(f"a request of {longest} tokens needs {_blocks(longest)} KV blocks; the replica "
-                              f"has {total_blocks} ({total_blocks * KV_BLOCK_TOKENS} tokens)")
+                              f"has {total_blocks} ({total_blocks * block_size} tokens)")
     budget, max_seqs = steps.budget_tokens, steps.max_num_seqs
     if traffic.closed_loop:
         arrivals = deque([0.0] * min(traffic.concurrency, num_requests))

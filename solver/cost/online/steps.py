@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from solver.cost.engine_settings import DEFAULT_VERSION, batched_tokens_default, parse_version
 from solver.cost.pipeline import running_wave
-from solver.cost.serving import KV_BLOCK_TOKENS, ServingConfig, kv_capacity_tokens
+from solver.cost.serving import ServingConfig, kv_capacity_tokens
 from solver.cost.stage import Stage, memoized_stage_times
 from solver.inputs.model import ModelSpec
 from solver.inputs.workload import Workload
@@ -93,6 +93,11 @@ class StepModel:
     def max_num_seqs(self) -> int:
         return self.cfg.max_num_seqs
 
+    @property
+    def block_size(self) -> int:
+        """KV block tokens of the version (``ServingConfig.block_size``: 64 from vLLM 0.34)."""
+        return self.cfg.block_size
+
     def _workload(self, prompt_len: int, batch: int = 1, output_len: int = 0) -> Workload:
         return Workload(batch=batch, prompt_len=max(1, prompt_len), output_len=output_len, dtype=self.dtype,
                         kv_dtype=self.kv_dtype)
@@ -106,7 +111,7 @@ class StepModel:
         return self._cache["kv"]
 
     def kv_blocks(self) -> int:
-        return self.kv_capacity_tokens() // KV_BLOCK_TOKENS
+        return self.kv_capacity_tokens() // self.block_size
 
     def _wave(self, workload: Workload, seqs: int):
         key = (workload.prompt_len, workload.output_len, seqs)
