@@ -59,8 +59,9 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
     block = min(c.block_size for c in cfgs.values())  # the version's (64 from vLLM 0.34)
     per_seq = math.ceil(workload.context_len / block) * block
     kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes, workload.context_len)
-    usable = sum(g.nodes * g.gpus_per_node * g.profile.memory_gib.value * GIB * cfgs[g.name].gpu_memory_utilization
-                 for g in table.groups)
+    # vLLM's budget: gpu_memory_utilization x the CUDA total (engine_memory.kv_cache_bytes)
+    usable = sum(g.nodes * g.gpus_per_node * g.profile.cuda_total_gib().value * GIB
+                 * cfgs[g.name].gpu_memory_utilization for g in table.groups)
     step = max(c.batched_tokens(workload) for c in cfgs.values())
     return (f"{model.name} needs {_gib(weights)} of weights + {_gib(kv)} of KV cache for one sequence of "
             f"{workload.context_len} tokens, plus activations of a {step}-token prefill step on every stage; "
