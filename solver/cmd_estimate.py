@@ -147,7 +147,8 @@ def _one_stage(args, model, profile, workload):
         raise InputError("", "--layers", f"must be in 1..{model.num_layers} for {model.name}, got {layers}")
     pos = args.stage or ("only" if layers == model.num_layers else "middle")
     stage = Stage(profile, args.tp, layers, first=pos in ("only", "first"), last=pos in ("only", "last"))
-    mem, t = stage_mem(stage, model, workload), stage_time(stage, model, workload, workload.batch, args.runtime)
+    mem = stage_mem(stage, model, workload, version=serving_config(profile).version)
+    t = stage_time(stage, model, workload, workload.batch, args.runtime)
     d = _stage_dict(mem, t)
     d.update(layers=layers, position=pos)
     title = (f"{model.name} on {profile.gpu_name}: one GPU of a TP{args.tp} stage of {layers} layers ({pos}), "
@@ -184,7 +185,7 @@ def _pipeline(args, model, profile, workload):
         raise InfeasibleError(f"one sequence of {workload.context_len} tokens does not fit the KV cache "
                               f"({conc.kv_capacity_tokens} tokens at gpu_memory_utilization "
                               f"{cfg.gpu_memory_utilization:g}): use more GPUs per stage or more stages")
-    mems = [stage_mem(s, model, workload, max(1, conc.seqs), pp=len(stages)) for s in stages]
+    mems = [stage_mem(s, model, workload, max(1, conc.seqs), pp=len(stages), version=cfg.version) for s in stages]
     stage_dicts = []
     for i, (s, mem, t) in enumerate(zip(stages, mems, est.stage_times)):
         d = _stage_dict(mem, t)

@@ -47,6 +47,21 @@ def test_communicators_count_only_before_0_11():
     assert es.comm_in_non_torch((0, 10))[0] and not es.comm_in_non_torch((0, 11))[0]
 
 
+@pytest.mark.parametrize("version, overhead_gib", [("0.10", 0.1657), ("0.24", 0.0486)])
+def test_estimate_memory_breakdown_follows_the_version_too(version, overhead_gib, capsys):
+    """`solver estimate`'s per-GPU memory (runtime_overhead) and its KV budget (non_torch) take
+    the same non-torch figure: A100 TP2 base 0.0486 + tp_extra 0.1171 = 0.1657 GiB at 0.10, the
+    base alone from 0.11 (the communicators predate vLLM's snapshot)."""
+    import json
+
+    from solver.cli import main
+    assert main(["estimate", "--profile", str(ROOT / "profiles/a100.json"), "--model", "llama3-8b", "--tp", "2",
+                 "--vllm-version", version, "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["memory_gib"]["runtime_overhead"] == pytest.approx(overhead_gib)
+    assert d["serving"]["memory_gib"]["non_torch"] == pytest.approx(overhead_gib)
+
+
 def _row(model, version, gpu="RTX 4090", tp=1.0, tokens=43888.0, cudagraph=None):
     return {"source_url": "u", "vllm_version": version, "gpu": gpu, "gpu_total_gib": None, "model": model,
             "quantization": "", "kv_cache_dtype": "", "tp": tp, "pp": 1.0, "gpu_memory_utilization": 0.92,

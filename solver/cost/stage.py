@@ -146,8 +146,9 @@ def _stage_time(stage: Stage, model: ModelSpec, workload: Workload, batch: int, 
 
 
 def stage_mem(stage: Stage, model: ModelSpec, workload: Workload, batch: int | None = None,
-              pp: int = 1) -> StageMemory:
+              pp: int = 1, version: tuple[int, int] | None = None) -> StageMemory:
     """Memory per GPU; the runtime overhead is the engine's non-torch memory at this TP/PP
-    (solver.cost.engine_memory.non_torch_bytes: the profile's memory.vllm when it has one)."""
+    (solver.cost.engine_memory.non_torch_bytes: the profile's memory.vllm when it has one) for
+    the vLLM ``version`` (from 0.11 the communicators are not in it, as in the KV budget)."""
     mem = stage_memory(stage.profile, model, stage.tp, stage.n_layers, stage.first, stage.last, workload, batch)
-    return replace(mem, runtime_overhead=non_torch_bytes(stage.profile, stage.tp, pp))
+    return replace(mem, runtime_overhead=non_torch_bytes(stage.profile, stage.tp, pp, version=version))
