@@ -115,3 +115,14 @@ def test_online_simulator_takes_the_versions_block_size(synthetic_profile):
     assert simulate(v033, traffic, 1).preemptions == 0
     with pytest.raises(InfeasibleError, match=r"needs 2 KV blocks; the replica has 1 \(64 tokens\)"):
         simulate(v034, traffic, 1)
+
+
+def test_batched_tokens_below_max_num_seqs_is_refused(capsys):
+    """vLLM refuses to start when max_num_batched_tokens < max_num_seqs (0.10.1.1
+    vllm/config/scheduler.py:262): 10 tokens against 0.10's default 256 sequences is one line,
+    exit 2; 100 tokens with --max-num-seqs 64 runs."""
+    base = ["estimate", "--profile", "profiles/a100.json", "--model", "llama3-8b", "--vllm-version", "0.10"]
+    assert main(base + ["--max-num-batched-tokens", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "10 is below max_num_seqs 256" in err
+    assert main(base + ["--max-num-batched-tokens", "100", "--max-num-seqs", "64"]) == 0

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from solver.cost import engine_settings as es
 from solver.cost.engine_memory import StageBudget, stage_budget
 from solver.cost.warn import note
+from solver.errors import InputError
 from solver.inputs.model import ModelSpec
 from solver.inputs.profile import Profile
 from solver.inputs.workload import Workload
@@ -141,6 +142,11 @@ def serving_config(profile: Profile, gpu_memory_utilization: float | None = None
         batched = int(sv["max_num_batched_tokens"].value)
     seqs = pick("max_num_seqs", st.max_num_seqs if max_num_seqs is None else max_num_seqs,
                 es.max_num_seqs_default(version, profile.gpu_name, mem_gib, batched))
+    if batched is not None and batched < seqs:
+        # vLLM refuses to start: SchedulerConfig "max_num_batched_tokens (...) must be greater than or
+        # equal to max_num_seqs" (0.10.1.1 vllm/config/scheduler.py:262, 0.34.0 :375)
+        raise InputError("", "--max-num-batched-tokens", f"{batched} is below max_num_seqs {int(seqs)}: vLLM "
+                                                         "refuses to start (pass --max-num-seqs <= it)")
     return ServingConfig(
         gpu_memory_utilization=float(util), max_num_seqs=int(seqs), max_num_batched_tokens=batched,
         decode_step_overhead_s=pick("decode_step_overhead_ms", None) * 1e-3,
