@@ -12,6 +12,7 @@ then move out by the family's held-out reservation error (memory.vllm.fit_error)
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -124,13 +125,14 @@ def test_logged_figure_resolution():
 @needs_shared
 def test_bench_coverage_counts(capsys):
     """The bench's coverage per set (README 'vLLM memory'): shared fit rows 4/4, held-out 6/6 (their
-    own errors set the width: not an independent test), judge set 16/19 (never fitted)."""
+    own errors set the width: not an independent test), judge set 18/19 (never fitted): the three
+    0.24 Model Runner V2 rows inside since the V2 sampler rule (issue #13)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import bench_memory_fit
     cover = bench_memory_fit.bench_vllm_kv_interval([str(SHARED)], VLLM_DEFAULT_HOLDOUT, [str(EXTRA)])
-    assert cover == {"fit": [4, 4], "held": [6, 6], "extra": [16, 19]}
+    assert cover == {"fit": [4, 4], "held": [6, 6], "extra": [18, 19]}
     out = capsys.readouterr().out
-    assert "31   extra 0.24  RTX PRO 60" in out and "above high by +1.7%" in out
+    assert all(re.search(rf"^   {n} +extra 0\.24 .* yes ", out, re.M) for n in (29, 30, 31))
 
 
 def _kv_tokens(version: str, capsys, profile: Path = ROOT / "profiles/a10g.json") -> dict:

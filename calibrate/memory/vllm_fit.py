@@ -115,7 +115,7 @@ def fit_family(family: str, fit: list[Case], held: list[Case]) -> FamilyFit:
             peak = predict(c.phases(phases), c.terms())[0]
             # vLLM's rule solved for non-torch memory: what the budget leaves with none, minus KV
             nt = kv_cache_bytes(c.total_gib * GIB, c.util, c.row["weights_gib"] * GIB, 0.0, peak,
-                                c.graphs_gib(graphs_gib) * GIB) / GIB - c.row["kv_cache_gib"]
+                                c.graphs_gib(graphs_gib) * GIB, c.runner_buffers_bytes()) / GIB - c.row["kv_cache_gib"]
             how.append(f"line {c.row['line']}: non-torch {nt:.3f} GiB as the residual of the budget")
         if nt is not None:  # from 0.11 a TP >= 2 row's non-torch holds no communicators: a base figure
             multi = c.tp >= 2 and es.comm_in_non_torch(c.version)[0]
@@ -142,7 +142,7 @@ def predict_case(c: Case, ff: FamilyFit, nt_gib: float | None = None, graphs_gib
     nt = ff.nt_gib(c.row["gpu"], c.tp, version=c.version) if nt_gib is None else nt_gib
     w = c.weights_bytes()
     graphs = c.graphs_gib(ff.graphs_gib if graphs_gib is None else graphs_gib)
-    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, graphs * GIB) / GIB
+    kv = kv_cache_bytes(c.total_gib * GIB, c.util, w, nt * GIB, peak, graphs * GIB, c.runner_buffers_bytes()) / GIB
     return {"weights_gib": w / GIB, "non_torch_gib": nt, "activation_peak_gib": peak / GIB, "phase": phase,
             "kv_cache_gib": kv}
 
@@ -170,8 +170,8 @@ def kv_interval(c: Case, ff: FamilyFit, all_fits: dict, holdout_spec: str = "") 
     if c.graphs_gib(0.0) != c.graphs_gib(1.0):
         defaults.append("cudagraph_gib (in the budget, not logged)")
     if es.is_v1(c.version) and c.flashinfer_logged() is None and (
-            es.sampler_bytes_per_logit(c.version, c.sampler_rows, True)[0]
-            != es.sampler_bytes_per_logit(c.version, c.sampler_rows)[0]):
+            es.sampler_bytes_per_logit(c.version, c.sampler_rows, True, c.v2, c.tp)[0]
+            != es.sampler_bytes_per_logit(c.version, c.sampler_rows, None, c.v2, c.tp)[0]):
         defaults.append("sampler path (FlashInfer not logged)")
     exp = predict_case(c, ff)["kv_cache_gib"]
     ends = []

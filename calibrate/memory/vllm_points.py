@@ -15,6 +15,7 @@ from calibrate import published
 from calibrate.importers.vllm_log import LOG_COLUMNS, SAMPLER_NOTE
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms
+from solver.cost.engine_memory import runner_buffer_bytes
 from solver.cost.memory import LOGITS_BYTES, kv_bytes_per_token, stage_weight_bytes
 from solver.errors import InputError
 from solver.inputs.fields import read_text
@@ -121,6 +122,7 @@ class Case:
     pp: int
     act_bytes: int = 2
     notes: list = field(default_factory=list)
+    max_num_seqs: int = 0  # the engine's (V2's per-request tables are sized by it)
 
     @property
     def family(self) -> str:
@@ -140,6 +142,16 @@ class Case:
         logged = self.row.get("cudagraph_gib")
         return (float(logged) if logged is not None else profile_gib) if in_budget else 0.0
 
+    @property
+    def v2(self) -> bool:
+        """Whether the version runs this model on Model Runner V2 (engine_settings.v2_runner)."""
+        return es.v2_runner(self.version, self.model.model_type, self.model.weight_format is not None)
+
+    def runner_buffers_bytes(self) -> float:
+        """V2's persistent sampler tables the budget counts (engine_memory.runner_buffer_bytes),
+        for the row's max_num_seqs."""
+        return runner_buffer_bytes(self.version, self.model, True, self.max_num_seqs)
+
     def terms(self) -> dict:
         return phase_terms(self.model, self.tp, 1, self.tokens, self.act_bytes, sampler_rows=self.sampler_rows)
 
@@ -156,8 +168,8 @@ class Case:
             return fitted
         fi = self.flashinfer_logged()
         fi = flashinfer_unlogged if fi is None else fi
-        return {**fitted, "sampler": {"c_v": es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi)[0]
-                                      / LOGITS_BYTES}}
+        per_logit = es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi, self.v2, self.tp)[0]
+        return {**fitted, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
 
     def kv_measured_gib(self) -> float | None:
         """The engine's KV GiB per GPU: from its token or block count where printed, else the
@@ -213,7 +225,8 @@ def resolve(row: dict) -> tuple[Case | None, str]:
     seqs = int(row.get("max_num_seqs") or es.max_num_seqs_default(version, large_name, total,
                                                                   row.get("max_num_batched_tokens"))[0])
     rows = min(seqs, tokens) if es.is_v1(version) else seqs
-    case = Case(row, model, version, total, row.get("gpu_memory_utilization") or es.gpu_memory_utilization_default(version)[0], tokens, rows, mml, tp, pp)
+    case = Case(row, model, version, total, row.get("gpu_memory_utilization") or es.gpu_memory_utilization_default(version)[0], tokens, rows, mml, tp, pp,
+                max_num_seqs=seqs)
     if case.kv_measured_gib() is None and row.get("activation_peak_gib") is None:
         return None, "no KV or activation figure"
     return case, ""

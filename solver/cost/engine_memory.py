@@ -17,7 +17,12 @@ vLLM's rule (V1 ``Worker.determine_available_memory``; V0 ``Worker.determine_num
   ``min(max_num_seqs, max_num_batched_tokens)`` rows -- as a max over phases
   (``solver.cost.activation``), times (1 + fragmentation). V1's sampler phase is vLLM's code
   path, not a fit: 38 B per logit on PyTorch's sort, 14 B on FlashInfer or Triton
-  (``engine_settings.sampler_bytes_per_logit``); V0's is the profile's fitted ``c_v``.
+  (``engine_settings.sampler_bytes_per_logit``); V0's is the profile's fitted ``c_v``. Where
+  the version runs the model on Model Runner V2 (``engine_settings.v2_runner``: 0.22-0.28 by
+  architecture, every model from 0.29) its dummy sampler skips top-k/top-p: 6 B per logit in
+  0.22-0.25, 2 in 0.26-0.32 (4 + 2/t for the TP all-gather), 14 from 0.33, whose second pass
+  exercises every sampling parameter; and from 0.27 the budget also counts V2's persistent
+  per-request sampler tables on the last stage (``engine_settings.v2_sampler_buffer_bytes``).
 * CUDA-graph memory (profile ``memory.vllm.cudagraph_gib``, the amount): before 0.20 vLLM
   captures graphs after the KV cache is sized, and it is reported beside it; from 0.20 the
   worker estimates it first and subtracts it from the budget
@@ -59,6 +64,7 @@ class StageBudget:
     kv_cache: float          # what the budget leaves (negative: nothing fits)
     kv_bytes_per_block: float
     calibrated: bool         # the profile has a memory.vllm section
+    runner_buffers: float = 0.0  # Model Runner V2's persistent sampler tables the budget counts
 
     @property
     def blocks(self) -> int:
@@ -67,15 +73,25 @@ class StageBudget:
     def as_gib(self) -> dict:
         return {"weights": self.weights / GIB, "non_torch": self.non_torch / GIB,
                 "activation_peak": self.activation_peak / GIB, "cuda_graphs": self.cudagraphs / GIB,
+                "runner_buffers": self.runner_buffers / GIB,
                 "kv_cache": max(0.0, self.kv_cache) / GIB, "budget": self.budget / GIB, "total": self.total / GIB}
 
 
 def kv_cache_bytes(total: float, util: float, weights: float, non_torch: float, activation_peak: float,
-                   graphs_in_budget: float = 0.0) -> float:
+                   graphs_in_budget: float = 0.0, runner_buffers: float = 0.0) -> float:
     """vLLM's budget rule, in bytes: what ``util`` x ``total`` leaves after weights, non-torch
-    memory, the profile run's peak and (where the version counts them first) CUDA graphs.
-    Negative: nothing fits. The one copy: stage_budget and calibrate's vLLM fit both call it."""
-    return util * total - weights - non_torch - activation_peak - graphs_in_budget
+    memory, the profile run's peak, (where the version counts them first) CUDA graphs and the
+    model runner's persistent buffers it counts (``runner_buffer_bytes``). Negative: nothing
+    fits. The one copy: stage_budget and calibrate's vLLM fit both call it."""
+    return util * total - weights - non_torch - activation_peak - graphs_in_budget - runner_buffers
+
+
+def runner_buffer_bytes(version: tuple[int, int] | None, model: ModelSpec, last: bool, max_num_seqs: int) -> float:
+    """Model Runner V2's persistent sampler tables where the budget counts them: the last stage,
+    from 0.27 (``engine_settings.v2_sampler_buffer_bytes``); else 0."""
+    if not last or not es.v2_runner(version, model.model_type, model.weight_format is not None):
+        return 0.0
+    return float(es.v2_sampler_buffer_bytes(version, max_num_seqs, model.vocab_size)[0])
 
 
 def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm",
@@ -95,13 +111,14 @@ def non_torch_bytes(profile: Profile, tp: int, pp: int, runtime: str = "vllm",
     return gib * GIB
 
 
-def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int, flashinfer: bool | None = None) -> dict:
-    """The profile's phases with V1's sampler phase from the version's code path
-    (``engine_settings.sampler_bytes_per_logit``: bytes per logit / the 4 B of ``c_v``'s term);
-    V0 keeps the fitted one."""
+def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int, flashinfer: bool | None = None,
+                   v2: bool = False, tp: int = 1) -> dict:
+    """The profile's phases with V1's (or, ``v2``, Model Runner V2's) sampler phase from the
+    version's code path (``engine_settings.sampler_bytes_per_logit``: bytes per logit / the 4 B
+    of ``c_v``'s term); V0 keeps the fitted one."""
     if version is None or not es.is_v1(version):
         return phases
-    per_logit = es.sampler_bytes_per_logit(version, rows, flashinfer)[0]
+    per_logit = es.sampler_bytes_per_logit(version, rows, flashinfer, v2, tp)[0]
     return {**phases, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
 
 
@@ -116,7 +133,8 @@ def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, to
     # 0.8-0.11 sample on FlashInfer only where it is installed, which no input says: the
     # optimistic corner takes it (solver/cost/intervals.py), the expected value pip's default
     flashinfer = True if profile.corner == "high" else None
-    peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows, flashinfer), terms)
+    v2 = es.v2_runner(version, model.model_type, model.weight_format is not None)
+    peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows, flashinfer, v2, tp), terms)
     return peak * (1.0 + em.fragmentation_frac.value), phase
 
 
@@ -134,7 +152,9 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
     graphs = em.cudagraph_gib.value * GIB if em is not None and not cfg.enforce_eager else 0.0
     in_budget = es.cudagraphs_in_budget(cfg.version, cfg.enforce_eager, model.model_type,
                                         model.weight_format is not None)[0]
-    kv = kv_cache_bytes(total, cfg.gpu_memory_utilization, weights, non_torch, act, graphs if in_budget else 0.0)
+    buffers = runner_buffer_bytes(cfg.version, model, last, cfg.max_num_seqs)
+    kv = kv_cache_bytes(total, cfg.gpu_memory_utilization, weights, non_torch, act, graphs if in_budget else 0.0,
+                        buffers)
     per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
                                                     first, last)
-    return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None)
+    return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None, buffers)

@@ -120,6 +120,41 @@ RULES = {
                                      "(0.17.1 :251-252, 0.27.1 :360-361), FlashInfer on by default from 0.21 "
                                      "(0.21.0 vllm/envs.py:48) on SM80+ (0.27.1 topk_topp_sampler.py:28-74, "
                                      "v1/attention/backends/flashinfer.py:462-466): in place either way"),
+    # Model Runner V2's profile run (where v2_runner says it runs): the dummy sampler gets the
+    # bf16 logits of min(max_num_seqs, max_num_batched_tokens) rows with fresh request states --
+    # greedy (temperature 0), top_k = vocab, top_p = 1: no top-k/top-p, no logprobs (0.24.0
+    # v1/worker/gpu/model_runner.py:633-644, sample/states.py:31-35, 94-101). Bytes per logit:
+    "v2_sampler_bytes": ({(0, 22): 6, (0, 26): 2, (0, 33): 14},
+                         "0.22-0.25: bf16 logits (2) + their fp32 copy (4; 0.22.0 v1/worker/gpu/sample/sampler.py:133, "
+                         "0.24.0 :157), gumbel's per-1024-logit block argmax and max (12 B per 1024 logits, "
+                         "sample/gumbel.py:216-221, not counted); 0.26: in place in bf16, cloned only for raw "
+                         "logprobs (0.26.0 sampler.py:162-167): 2; 0.27-0.32: the fp32 copy only for a request "
+                         "that needs processing, which the dummy's do not (0.27.0 sampler.py:200-216, 0.29.0 "
+                         ":218-222): 2; 0.33-0.34 sample a second time with SamplingParams.for_sampler_warmup "
+                         "(top_k 50, top_p 0.9, penalties, logprobs 5: 0.34.0 gpu/model_runner.py:1056-1062, "
+                         "sampling_params.py:1480-1496): the fp32 copy (sampler.py:239) then FlashInfer's "
+                         "top_k_top_p_sampling_from_logits (v1/sample/ops/topk_topp_sampler.py:315-318), V1's "
+                         "in-place 14 (sampler_inplace_bytes; without FlashInfer not read, taken the same)"),
+    "v2_logits_gather": (4, "at TP >= 2 compute_logits all-gathers the vocab shards (logits_processor.py:122-134): "
+                            "the bf16 shard (2/t B per logit) stays alive while the gathered buffer (2) is "
+                            "reordered into a new tensor (2): 4 + 2/t (0.29.0 distributed/device_communicators/"
+                            "base_device_communicator.py:239-247); V1 does the same, below its sampler's peak"),
+    "v2_sampler_buffers": ((0, 27), "V2's sampler keeps per-request vocab-wide tables on the GPU from load_model "
+                                    "on (last PP rank): penalties' output_bin_counts max_num_seqs x V int32 and "
+                                    "prompt_bin_mask max_num_seqs x ceil(V/32) int32 (0.24.0 v1/worker/gpu/sample/"
+                                    "penalties.py:32-42; 0.34.0 :43-50), structured outputs' grammar_bitmask "
+                                    "max_num_seqs x ceil(V/32) int32 (gpu/structured_outputs.py:17-19; without "
+                                    "speculative decoding max_num_logits = max_num_seqs, gpu/model_runner.py:345-349). "
+                                    "Allocated after the init snapshot (0.24.0 gpu_worker.py:341, runner :361, "
+                                    "Sampler after the weights' DeviceMemoryProfiler, gpu/model_runner.py:279-301, "
+                                    ":325): before 0.27 torch-reserved, so outside the non-torch increase, and "
+                                    "allocated before the profile's peak baseline (0.24.0 utils/mem_utils.py:294-306): "
+                                    "not counted. From 0.27 non_kv = total_consumed (free memory at init minus after "
+                                    "the profile run) + transient peak (0.27.0 mem_utils.py:317-326, 0.29.0 :317-326, "
+                                    "0.34.0 :327-335): counted. V from model_config.get_vocab_size (unpadded). Not "
+                                    "counted here: fixed-size per-request tables (logit bias, bad words, logprob "
+                                    "token ids: (3 x 1,024 + 128 + 1,024 + 129 + 128) x 4 = 17,924 B a request in "
+                                    "0.24.0 sample/logit_bias.py:10-12, bad_words.py:11-12, sampling_params.py:30)"),
     "extensible_kv_cache": (True, "0.34.0 sizes the KV cache after warm-up and graph capture by default "
                                   "(enable_extensible_kv_cache None -> on on CUDA: vllm/config/cache.py:395, "
                                   "vllm/config/vllm.py:3180-3254; gpu_memory_utilization then resolves to 1.0, "
@@ -177,12 +212,21 @@ def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool, model_ty
     src = RULES["cudagraphs_in_budget"][1]
     if version < (0, 20) or enforce_eager:
         return False, src
-    table, v2_src = RULES["v2_runner_no_graph_estimate"]
-    read = [v for v in table if v <= version]
-    # 0.20-0.21 and 0.29+ are V1 (or V2 with an estimate); 0.23 takes 0.22's rule (nearest older read)
-    if version < (0, 29) and read and model_type in table[max(read)] and not (quantized and version < (0, 24)):
-        return False, v2_src
+    if version < (0, 29) and v2_runner(version, model_type, quantized):
+        return False, RULES["v2_runner_no_graph_estimate"][1]
     return True, src
+
+
+def v2_runner(version: tuple[int, int] | None, model_type: str = "", quantized: bool = False) -> bool:
+    """Whether vLLM runs the model (HF ``model_type``) on Model Runner V2 by default: the
+    architectures of RULES["v2_runner_no_graph_estimate"] in 0.22-0.28 (0.23 takes 0.22's list,
+    the nearest older read; quantized checkpoints only from 0.24), every model from 0.29."""
+    if version is None or version < (0, 22):
+        return False
+    if version >= (0, 29):
+        return True
+    table = RULES["v2_runner_no_graph_estimate"][0]
+    return model_type in table[max(v for v in table if v <= version)] and not (quantized and version < (0, 24))
 
 
 def comm_in_non_torch(version: tuple[int, int] | None) -> tuple[bool, str]:
@@ -192,10 +236,20 @@ def comm_in_non_torch(version: tuple[int, int] | None) -> tuple[bool, str]:
     return version is None or version < (0, 11), RULES["comm_before_snapshot"][1]
 
 
-def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: bool | None = None) -> tuple[int, str]:
-    """Bytes per element of the [rows, vocab] logits alive at the V1 profile run's sampler peak
-    (RULES["sampler_path"]). ``flashinfer``: whether FlashInfer is installed, where the version
-    asks (0.8-0.11; None: pip's default install, without it). V0 (< 0.8) is the profile's fit."""
+def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: bool | None = None,
+                            v2: bool = False, tp: int = 1) -> tuple[float, str]:
+    """Bytes per element of the [rows, vocab] logits alive at the profile run's sampler peak.
+    V1 (RULES["sampler_path"]): ``flashinfer``, whether FlashInfer is installed, where the
+    version asks (0.8-0.11; None: pip's default install, without it). ``v2``: Model Runner V2
+    (``v2_runner``), RULES["v2_sampler_bytes"], or at TP >= 2 the logits all-gather where that
+    is higher (RULES["v2_logits_gather"]). V0 (< 0.8) is the profile's fit."""
+    if v2:
+        table, src = RULES["v2_sampler_bytes"]
+        per_logit = table[max(v for v in table if v <= version)]
+        gather, gsrc = RULES["v2_logits_gather"]
+        if tp >= 2 and gather + 2 / tp > per_logit:
+            return gather + 2 / tp, f"{gsrc}; {src}"
+        return per_logit, src
     if version >= (0, 17):
         inplace = rows >= 8 or version >= (0, 21)
     elif version >= (0, 12):
@@ -204,6 +258,16 @@ def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: boo
         inplace = bool(flashinfer)
     key = "sampler_inplace_bytes" if inplace else "sampler_sort_bytes"
     return RULES[key][0], RULES[key][1] + "; " + RULES["sampler_path"][1]
+
+
+def v2_sampler_buffer_bytes(version: tuple[int, int] | None, max_num_seqs: int, vocab: int) -> tuple[int, str]:
+    """Bytes of V2's persistent sampler tables the budget counts on the last stage (0 before
+    0.27, where the worker does not see them): RULES["v2_sampler_buffers"],
+    max_num_seqs x (4 V + 2 x 4 ceil(V/32)). Only where ``v2_runner`` holds."""
+    start, src = RULES["v2_sampler_buffers"]
+    if version is None or version < start:
+        return 0, src
+    return max_num_seqs * (4 * vocab + 2 * 4 * -(-vocab // 32)), src
 
 
 def extensible_kv_cache_default(version: tuple[int, int]) -> bool:

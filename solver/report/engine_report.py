@@ -27,7 +27,7 @@ def engine_summary(stages, model, workload, cfg: ServingConfig) -> dict:
         "max_concurrency": max_concurrency(tokens, settings["max_model_len"], cfg.block_size),
         "memory_gib": {"weights": b.weights / GIB, "non_torch": b.non_torch / GIB,
                        "activation_peak": b.activation_peak / GIB, "cuda_graphs": b.cudagraphs / GIB,
-                       "budget": b.budget / GIB, "total": b.total / GIB},
+                       "runner_buffers": b.runner_buffers / GIB, "budget": b.budget / GIB, "total": b.total / GIB},
         "activation_phase": b.activation_phase,
         "calibrated": all(x.calibrated for x in budgets),
         "settings": settings,
@@ -38,6 +38,8 @@ def engine_summary(stages, model, workload, cfg: ServingConfig) -> dict:
 def engine_text(e: dict) -> str:
     m, s = e["memory_gib"], e["settings"]
     phase = f", {e['activation_phase']} phase" if e["activation_phase"] else ""
+    # Model Runner V2's per-request sampler tables, where the version counts them (from 0.27)
+    phase += f" + V2 sampler tables {m['runner_buffers']:.2f}" if m.get("runner_buffers") else ""
     lines = [f"vLLM {s['vllm_version']} accounting, per GPU of stage {e['smallest_stage']} (the fewest KV blocks): "
              f"{s['gpu_memory_utilization']:g} x {m['total']:.2f} = {m['budget']:.2f} GiB = weights {m['weights']:.2f}"
              f" + non-torch {m['non_torch']:.2f} + activation peak {m['activation_peak']:.2f}{phase}"
