@@ -126,3 +126,15 @@ def test_batched_tokens_below_max_num_seqs_is_refused(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "10 is below max_num_seqs 256" in err
     assert main(base + ["--max-num-batched-tokens", "100", "--max-num-seqs", "64"]) == 0
+
+
+@pytest.mark.parametrize("version, in_budget", [("0.10", False), ("0.27", True)])
+def test_estimate_text_adds_up_with_graphs_where_the_version_puts_them(version, in_budget, capsys):
+    """From 0.20 vLLM subtracts the CUDA graphs before sizing the KV cache, so the estimate's
+    budget line lists them among the terms (A100, llama3-8b at 0.27: 14.96 + 0.05 + 0.84 + 0.57
+    + 56.49 = 72.91 of 0.92 x 79.26 = 72.92 GiB, KV rounded down to whole blocks); before 0.20
+    they are captured after the KV cache is sized and are reported beside it."""
+    assert main(["estimate", "--profile", "profiles/a100.json", "--model", "llama3-8b", "--vllm-version", version]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "accounting, per GPU" in x)
+    assert ("+ CUDA graphs 0.57 + KV" in line) == in_budget
+    assert line.endswith("CUDA graphs 0.57 GiB after") != in_budget

@@ -65,6 +65,7 @@ class StageBudget:
     kv_bytes_per_block: float
     calibrated: bool         # the profile has a memory.vllm section
     runner_buffers: float = 0.0  # Model Runner V2's persistent sampler tables the budget counts
+    graphs_in_budget: bool = False  # the version sizes the KV cache after subtracting the graphs
 
     @property
     def blocks(self) -> int:
@@ -157,4 +158,5 @@ def stage_budget(profile: Profile, model: ModelSpec, tp: int, pp: int, n_layers:
                         buffers)
     per_block = cfg.block_size * kv_bytes_per_token(model, tp, n_layers, workload.kv_bytes, workload.context_len,
                                                     first, last)
-    return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None, buffers)
+    return StageBudget(total, budget, weights, non_torch, act, phase, graphs, kv, per_block, em is not None, buffers,
+                       in_budget and graphs > 0)

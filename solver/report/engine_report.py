@@ -29,6 +29,7 @@ def engine_summary(stages, model, workload, cfg: ServingConfig) -> dict:
                        "activation_peak": b.activation_peak / GIB, "cuda_graphs": b.cudagraphs / GIB,
                        "runner_buffers": b.runner_buffers / GIB, "budget": b.budget / GIB, "total": b.total / GIB},
         "activation_phase": b.activation_phase,
+        "cuda_graphs_in_budget": b.graphs_in_budget,
         "calibrated": all(x.calibrated for x in budgets),
         "settings": settings,
         "settings_from": dict(cfg.sources),
@@ -43,8 +44,9 @@ def engine_text(e: dict) -> str:
     lines = [f"vLLM {s['vllm_version']} accounting, per GPU of stage {e['smallest_stage']} (the fewest KV blocks): "
              f"{s['gpu_memory_utilization']:g} x {m['total']:.2f} = {m['budget']:.2f} GiB = weights {m['weights']:.2f}"
              f" + non-torch {m['non_torch']:.2f} + activation peak {m['activation_peak']:.2f}{phase}"
-             f" + KV {e['kv_cache_gib']:.2f} GiB ({e['kv_cache_tokens']:,} tokens); CUDA graphs {m['cuda_graphs']:.2f}"
-             f" GiB after",
+             + (f" + CUDA graphs {m['cuda_graphs']:.2f}" if e.get("cuda_graphs_in_budget") else "")
+             + f" + KV {e['kv_cache_gib']:.2f} GiB ({e['kv_cache_tokens']:,} tokens)"
+             + ("" if e.get("cuda_graphs_in_budget") else f"; CUDA graphs {m['cuda_graphs']:.2f} GiB after"),
              f"maximum concurrency {e['max_concurrency']:.2f}x at max_model_len {s['max_model_len']}; "
              f"max_num_batched_tokens {s['max_num_batched_tokens']}, max_num_seqs {s['max_num_seqs']}, chunked "
              f"prefill {'on' if s['enable_chunked_prefill'] else 'off'} ({s['entry_point']})"]
