@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from solver.cost.memory import kv_blocks
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -51,10 +53,6 @@ class Schedule:
         return sum(n * s for n, s in self.segments) / steps if steps else 0.0
 
 
-def _blocks(tokens: int, block_size: int) -> int:
-    return -(-tokens // block_size)
-
-
 def on_demand(batch: int, prompt_len: int, output_len: int, capacity_tokens: int, max_num_seqs: int,
               block_size: int) -> Schedule | None:
     """The schedule of ``batch`` requests of ``prompt_len`` + ``output_len`` tokens on a KV
@@ -64,21 +62,21 @@ def on_demand(batch: int, prompt_len: int, output_len: int, capacity_tokens: int
     The prefill of a request computes its prompt's KV and samples its first output token;
     each decode step then writes one more token's KV, ``output_len - 1`` steps in all."""
     cap = capacity_tokens // block_size
-    if batch <= 0 or _blocks(prompt_len + output_len - 1, block_size) > cap:
+    if batch <= 0 or kv_blocks(prompt_len + output_len - 1, block_size) > cap:
         return None
     waiting: deque[int] = deque([0] * batch)  # outputs a request had when it (re)joins the queue
     running: list[list[int]] = []             # [tokens in KV, decode steps left], admission order
     admissions, segments, preempted, just_preempted = [], [], 0, False
     while waiting or running:
         if not just_preempted:
-            n_new, tokens, used = 0, 0, sum(_blocks(kv, block_size) for kv, _ in running)
+            n_new, tokens, used = 0, 0, sum(kv_blocks(kv, block_size) for kv, _ in running)
             while waiting and len(running) < max_num_seqs:
                 kv = prompt_len + waiting[0]
-                if used + _blocks(kv, block_size) > cap:
+                if used + kv_blocks(kv, block_size) > cap:
                     break
                 g = waiting.popleft()
                 running.append([kv, output_len - 1 - g])
-                used, n_new, tokens = used + _blocks(kv, block_size), n_new + 1, tokens + kv
+                used, n_new, tokens = used + kv_blocks(kv, block_size), n_new + 1, tokens + kv
             if n_new:
                 admissions.append((n_new, tokens))
         just_preempted = False
@@ -104,7 +102,7 @@ def _steps_that_fit(running: list[list[int]], most: int, cap: int, block_size: i
     """The most decode steps (<= ``most``) the running requests take before one needs a
     block that is not free: step j writes token kv + j of each."""
     def fits(k: int) -> bool:
-        return sum(_blocks(kv + k, block_size) for kv, _ in running) <= cap
+        return sum(kv_blocks(kv + k, block_size) for kv, _ in running) <= cap
     lo, hi = 0, most
     while lo < hi:
         mid = (lo + hi + 1) // 2

@@ -60,6 +60,11 @@ def expert_params_per_rank(model: ModelSpec, tp: int, fmt: WeightFormat) -> floa
     return float(model.num_experts * mats * h * f)
 
 
+def kv_blocks(tokens: int, block_size: int) -> int:
+    """vLLM's KV blocks for ``tokens``: whole blocks of ``block_size`` tokens, rounded up."""
+    return -(-tokens // block_size)
+
+
 def _round_up(x: int, multiple: int) -> int:
     return math.ceil(x / multiple) * multiple if multiple else x
 

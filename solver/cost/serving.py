@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from solver.cost import engine_settings as es
 from solver.cost.engine_memory import StageBudget, stage_budget
+from solver.cost.memory import kv_blocks
 from solver.cost.warn import note
 from solver.errors import InputError
 from solver.inputs.model import ModelSpec
@@ -196,7 +197,7 @@ class Concurrency:
 def concurrency(stages, model: ModelSpec, workload: Workload, cfg: ServingConfig) -> Concurrency:
     """min(batch, max_num_seqs, KV tokens // context rounded up to whole blocks)."""
     cap = kv_capacity_tokens(stages, model, workload, cfg)
-    per_seq = math.ceil(workload.context_len / cfg.block_size) * cfg.block_size
+    per_seq = kv_blocks(workload.context_len, cfg.block_size) * cfg.block_size
     limits = {"batch": workload.batch, "max_num_seqs": cfg.max_num_seqs, "kv_cache": cap // per_seq}
     name = min(limits, key=lambda k: limits[k])  # ties: the first listed (batch) wins
     seqs = limits[name]

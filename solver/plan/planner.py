@@ -6,11 +6,10 @@ The one entry point of ``solver plan``, the tests and the benchmark.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from tqdm import tqdm
 
-from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
+from solver.cost.memory import kv_blocks, kv_bytes_per_token, stage_weight_bytes
 from solver.cost.serving import serving_config
 from solver.errors import InfeasibleError, InputError
 from solver.inputs.cluster import Cluster
@@ -57,7 +56,7 @@ def _no_shape_reason(model: ModelSpec, workload: Workload, table: CostTable) -> 
         return f"{model.name} needs {_gib(weights)} of weights; the pool has {_gib(pool)}"
     cfgs = {g.name: serving_config(g.profile) for g in table.groups}
     block = min(c.block_size for c in cfgs.values())  # the version's (64 from vLLM 0.34)
-    per_seq = math.ceil(workload.context_len / block) * block
+    per_seq = kv_blocks(workload.context_len, block) * block
     kv = per_seq * kv_bytes_per_token(model, 1, model.num_layers, workload.kv_bytes, workload.context_len)
     # vLLM's budget: gpu_memory_utilization x the CUDA total (engine_memory.kv_cache_bytes)
     usable = sum(g.nodes * g.gpus_per_node * g.profile.cuda_total_gib().value * GIB

@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from solver.cost.memory import kv_blocks
 from solver.cost.serving import KV_BLOCK_TOKENS, serving_config
 from solver.plan.candidates import CostTable
 
@@ -102,7 +103,7 @@ class _Layout:
         self.cfg = serving_config(table.groups[stages[0][0]].profile)
         self.B, self.O1 = wl.batch, max(0, wl.output_len - 1)
         self.cmax = min(self.B, self.cfg.max_num_seqs)
-        self.per_seq = math.ceil(wl.context_len / self.cfg.block_size) * self.cfg.block_size
+        self.per_seq = kv_blocks(wl.context_len, self.cfg.block_size) * self.cfg.block_size
         self.waves = _Waves(len(stages), self.cmax, max(1, self.cfg.batched_tokens(wl) // wl.prompt_len))
         self.keys = list(dict.fromkeys(stages))
         self.counts = [stages.count(k) for k in self.keys]

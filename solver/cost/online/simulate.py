@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
+from solver.cost.memory import kv_blocks
 from solver.cost.online.steps import StepModel
 from solver.cost.online.traffic import Traffic
 from solver.errors import InfeasibleError
@@ -83,19 +83,14 @@ def _lengths(traffic: Traffic, n: int, rng: np.random.Generator) -> list[tuple[i
     return [traffic.histogram[i][:2] for i in idx]
 
 
-def _ceil_div(tokens: int, block_size: int) -> int:
-    return -(-tokens // block_size)
-
-
 def simulate(steps: StepModel, traffic: Traffic, num_requests: int, seed: int = DEFAULT_SEED) -> SimResult:
     """Serve ``num_requests`` requests of ``traffic`` on one replica; times in seconds."""
     rng = np.random.default_rng(seed)
     lengths = _lengths(traffic, num_requests, rng)
     total_blocks, block_size = steps.kv_blocks(), steps.block_size  # the version's (64 from vLLM 0.34)
-    _blocks = partial(_ceil_div, block_size=block_size)
     longest = max(p + o for p, o in lengths)
-    if _blocks(longest) > total_blocks:
-        raise InfeasibleError(f"a request of {longest} tokens needs {_blocks(longest)} KV blocks; the replica "
+    if (need := kv_blocks(longest, block_size)) > total_blocks:
+        raise InfeasibleError(f"a request of {longest} tokens needs {need} KV blocks; the replica "
                               f"has {total_blocks} ({total_blocks * block_size} tokens)")
     budget, max_seqs = steps.budget_tokens, steps.max_num_seqs
     if traffic.closed_loop:
@@ -123,7 +118,7 @@ def simulate(steps: StepModel, traffic: Traffic, num_requests: int, seed: int = 
         """Give ``r`` blocks for ``tokens`` cached tokens, preempting from the tail; False
         when ``r`` itself had to be preempted."""
         nonlocal free, preempt
-        need = _blocks(tokens) - r.blocks
+        need = kv_blocks(tokens, block_size) - r.blocks
         while need > free:
             victim = running.pop()
             victim.active = False
@@ -161,7 +156,7 @@ def simulate(steps: StepModel, traffic: Traffic, num_requests: int, seed: int = 
         while waiting and left > 0 and len(running) < max_seqs:
             r = waiting[0]
             n = min(r.prefill_target - r.computed, left)
-            need = _blocks(r.computed + n) - r.blocks
+            need = kv_blocks(r.computed + n, block_size) - r.blocks
             if need > free:
                 break
             waiting.popleft()
