@@ -185,9 +185,12 @@ def kv_interval(evaluate, stages, runtime: str = "vllm") -> dict:
     engine memory fit's held-out error in GiB (``reserve_end``) -- not the serving fit's relative
     spread, a throughput error. ``uncalibrated`` still says only whether a default moved it."""
     exp = evaluate(stages)
-    uncal = any(abs(evaluate(at_corner(stages, side)) - exp) > 1e-9 * max(1.0, abs(exp)) for side in SIDES)
-    ends = [evaluate([replace(s, profile=reserve_end(s.profile, side, runtime)) for s in stages]) for side in SIDES]
+    at = [evaluate(at_corner(stages, side)) for side in SIDES]
+    uncal = any(abs(v - exp) > 1e-9 * max(1.0, abs(exp)) for v in at)
     err = max(reservation_error_gib(s.profile.engine_memory.get(runtime)) for s in stages)
+    # reserve_end is the corner itself where no stage's fit records an error: reuse those values
+    ends = [evaluate([replace(s, profile=reserve_end(s.profile, side, runtime)) for s in stages])
+            for side in SIDES] if err else at
     return {"low": min(ends + [exp]), "expected": exp, "high": max(ends + [exp]), "uncalibrated": uncal,
             "memory_fit_error_gib": err}
 
