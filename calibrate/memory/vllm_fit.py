@@ -27,8 +27,7 @@ from calibrate.memory.phases import predict
 from calibrate.memory.vllm_points import INTERCONNECT, Case, is_held, parse_holdout, read_points, resolve
 from solver.cost import engine_settings as es
 from solver.cost import intervals
-from solver.cost.engine_memory import kv_cache_bytes
-from solver.cost.memory import LOGITS_BYTES
+from solver.cost.engine_memory import flashinfer_at, kv_cache_bytes, sampler_phases
 from solver.errors import InputError
 from solver.inputs.profile import parse_engine_section
 from solver.units import GIB
@@ -179,9 +178,7 @@ def kv_interval(c: Case, ff: FamilyFit, all_fits: dict, holdout_spec: str = "") 
         end = intervals.engine_end(em, side)
         b = end.non_torch_gib["base"].value if nt["base"].source == "default" else base
         x = (end.non_torch_gib["tp_extra"].value if nt["tp_extra"].source == "default" else extra) if counted else 0.0
-        # the optimistic corner samples on FlashInfer, as engine_memory.profile_run_peak's does
-        fi = True if side == "high" else None
-        ends.append(predict_case(c, ff, b + x, end.cudagraph_gib.value, fi)["kv_cache_gib"])
+        ends.append(predict_case(c, ff, b + x, end.cudagraph_gib.value, flashinfer_at(side))["kv_cache_gib"])
     err = intervals.reservation_error_gib(em)  # the fit's held-out error: a calibrated row keeps it
     return {"low": min(ends + [exp]) - err, "expected": exp, "high": max(ends + [exp]) + err,
             "defaults": defaults, "fit_error_gib": err}
@@ -283,9 +280,7 @@ def engine_section(ff: FamilyFit, profile_gpu_matches, version: str, ref: str, h
                      (0.0, 0.5 if interconnect == "pcie" else max(extras or [cls["tp_extra"]])))
     graphs = [c.row["cudagraph_gib"] for c in ff.fit_cases + ff.held_cases if c.row.get("cudagraph_gib")]
     v = es.parse_version(version)
-    phases = dict(ff.phases)
-    if es.is_v1(v):  # what the solver takes for this version (engine_memory.sampler_phases)
-        phases["sampler"] = {"c_v": es.sampler_bytes_per_logit(v, 256)[0] / LOGITS_BYTES}
+    phases = sampler_phases(dict(ff.phases), v, 256)  # what the solver takes for this version
     return {
         "version": version,
         "non_torch_gib": {"base": base, "tp_extra": extra,

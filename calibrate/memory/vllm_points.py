@@ -15,8 +15,8 @@ from calibrate import published
 from calibrate.importers.vllm_log import LOG_COLUMNS, SAMPLER_NOTE
 from solver.cost import engine_settings as es
 from solver.cost.activation import phase_terms
-from solver.cost.engine_memory import runner_buffer_bytes
-from solver.cost.memory import LOGITS_BYTES, kv_bytes_per_token, stage_weight_bytes
+from solver.cost.engine_memory import runner_buffer_bytes, sampler_phases
+from solver.cost.memory import kv_bytes_per_token, stage_weight_bytes
 from solver.errors import InputError
 from solver.inputs.fields import read_text
 from solver.inputs.model import ModelSpec, load_model, parse_hf_config
@@ -164,12 +164,9 @@ class Case:
         """The fitted phases, with V1's sampler phase from the version's code path
         (engine_settings.sampler_bytes_per_logit; FlashInfer where the row's log says so, else
         ``flashinfer_unlogged``: None is pip's default install, True the interval's high corner)."""
-        if not es.is_v1(self.version):
-            return fitted
         fi = self.flashinfer_logged()
-        fi = flashinfer_unlogged if fi is None else fi
-        per_logit = es.sampler_bytes_per_logit(self.version, self.sampler_rows, fi, self.v2, self.tp)[0]
-        return {**fitted, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
+        return sampler_phases(fitted, self.version, self.sampler_rows, flashinfer_unlogged if fi is None else fi,
+                              self.v2, self.tp)
 
     def kv_measured_gib(self) -> float | None:
         """The engine's KV GiB per GPU: from its token or block count where printed, else the
@@ -185,7 +182,6 @@ class Case:
         if r.get("gpu_blocks") is not None:
             return r["gpu_blocks"] * (r.get("block_size") or es.block_size_default(self.version)[0]) * per_tok / GIB
         return r.get("kv_cache_gib")
-
 
     def kv_resolution_gib(self) -> tuple[float, float]:
         """(below, above) GiB by which the logged KV figure may sit off the budget it reports:

@@ -123,6 +123,13 @@ def sampler_phases(phases: dict, version: tuple[int, int] | None, rows: int, fla
     return {**phases, "sampler": {"c_v": per_logit / LOGITS_BYTES}}
 
 
+def flashinfer_at(corner: str | None) -> bool | None:
+    """Whether FlashInfer samples, where the version asks (0.8-0.11) and no input says: the
+    optimistic interval corner takes it, the expected value and the low corner pip's default
+    install, without it (None)."""
+    return True if corner == "high" else None
+
+
 def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, tokens: int, sampler_rows: int,
                      act_bytes: float, runtime: str = "vllm",
                      version: tuple[int, int] | None = None) -> tuple[float, str]:
@@ -131,9 +138,7 @@ def profile_run_peak(profile: Profile, model: ModelSpec, tp: int, last: bool, to
     if em is None:  # the uncalibrated fallback: the profile's activation model, last-token logits
         return activation_peak_bytes(profile, model, tp, 1, tokens, act_bytes, last=last), ""
     terms = phase_terms(model, tp, 1, tokens, act_bytes, sampler_rows=sampler_rows if last else 0)
-    # 0.8-0.11 sample on FlashInfer only where it is installed, which no input says: the
-    # optimistic corner takes it (solver/cost/intervals.py), the expected value pip's default
-    flashinfer = True if profile.corner == "high" else None
+    flashinfer = flashinfer_at(profile.corner)
     v2 = es.v2_runner(version, model.model_type, model.weight_format is not None)
     peak, phase = phases_peak(sampler_phases(em.activation.phases, version, sampler_rows, flashinfer, v2, tp), terms)
     return peak * (1.0 + em.fragmentation_frac.value), phase

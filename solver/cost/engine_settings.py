@@ -217,6 +217,12 @@ def cudagraphs_in_budget(version: tuple[int, int], enforce_eager: bool, model_ty
     return True, src
 
 
+def _as_of(table: dict, version: tuple[int, int]):
+    """A version-keyed rule's entry for ``version``: the latest key at or before it (a version
+    between read ones takes the nearest older read version's rule)."""
+    return table[max(v for v in table if v <= version)]
+
+
 def v2_runner(version: tuple[int, int] | None, model_type: str = "", quantized: bool = False) -> bool:
     """Whether vLLM runs the model (HF ``model_type``) on Model Runner V2 by default: the
     architectures of RULES["v2_runner_no_graph_estimate"] in 0.22-0.28 (0.23 takes 0.22's list,
@@ -226,7 +232,7 @@ def v2_runner(version: tuple[int, int] | None, model_type: str = "", quantized: 
     if version >= (0, 29):
         return True
     table = RULES["v2_runner_no_graph_estimate"][0]
-    return model_type in table[max(v for v in table if v <= version)] and not (quantized and version < (0, 24))
+    return model_type in _as_of(table, version) and not (quantized and version < (0, 24))
 
 
 def comm_in_non_torch(version: tuple[int, int] | None) -> tuple[bool, str]:
@@ -245,7 +251,7 @@ def sampler_bytes_per_logit(version: tuple[int, int], rows: int, flashinfer: boo
     is higher (RULES["v2_logits_gather"]). V0 (< 0.8) is the profile's fit."""
     if v2:
         table, src = RULES["v2_sampler_bytes"]
-        per_logit = table[max(v for v in table if v <= version)]
+        per_logit = _as_of(table, version)
         gather, gsrc = RULES["v2_logits_gather"]
         if tp >= 2 and gather + 2 / tp > per_logit:
             return gather + 2 / tp, f"{gsrc}; {src}"
