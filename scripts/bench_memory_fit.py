@@ -105,10 +105,11 @@ def bench_phases(rows: list[dict], runtime: str, holdout: list[dict]) -> float:
     return held["max_rel"] or 0.0
 
 
-def bench_vllm_kv(points: list[str], holdout_spec: str) -> dict:
-    """KV cache GiB per GPU, predicted vs printed; returns {"fit": errors, "held": errors}."""
+def bench_vllm_kv(points: list[str], holdout_spec: str, fitted: tuple | None = None) -> dict:
+    """KV cache GiB per GPU, predicted vs printed; returns {"fit": errors, "held": errors}.
+    ``fitted``: ``vllm_fit.fit_points(points, holdout_spec)`` when the caller has it."""
     from calibrate.memory import vllm_fit
-    fits, skipped = vllm_fit.fit_points(points, holdout_spec)
+    fits, skipped = fitted or vllm_fit.fit_points(points, holdout_spec)
     errs: dict = {"fit": [], "held": []}
     print(f"\n== vLLM KV cache per GPU (GiB), {', '.join(points)}; held out: {holdout_spec}")
     print(f"   {'line':<5}{'set':<6}{'vLLM':<10}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'phase':>8}"
@@ -151,10 +152,11 @@ def extra_cases(fits: dict, extra: list[str]):
             yield r, c if ok else None, ff, meas, "" if ok else why or "no KV figure"
 
 
-def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str]) -> list[float]:
-    """KV GiB per GPU of every extra row, predicted from a fit on ``points`` alone."""
+def bench_vllm_extra(points: list[str], holdout_spec: str, extra: list[str], fits: dict | None = None) -> list[float]:
+    """KV GiB per GPU of every extra row, predicted from a fit on ``points`` alone (``fits``:
+    that fit, when the caller has it)."""
     from calibrate.memory import vllm_fit
-    fits, _ = vllm_fit.fit_points(points, holdout_spec)
+    fits = fits or vllm_fit.fit_points(points, holdout_spec)[0]
     errs, skipped = [], []
     print(f"\n== vLLM KV cache per GPU (GiB), fully held out: {', '.join(extra)}; fitted on {', '.join(points)} only")
     print(f"   {'line':<5}{'vLLM':<9}{'GPU':<11}{'model':<33}{'TP':>3}{'tokens':>7}{'logged':>8}{'from':>7}"
@@ -203,11 +205,11 @@ def kv_interval_row(c, ff, fits: dict, holdout_spec: str) -> dict:
     return {**iv, "logged": meas, "inside": inside, "why": why}
 
 
-def bench_vllm_kv_interval(points: list[str], holdout_spec: str, extra: list[str]) -> dict:
+def bench_vllm_kv_interval(points: list[str], holdout_spec: str, extra: list[str], fits: dict | None = None) -> dict:
     """KV GiB per GPU: the [low, high] each row's prediction implies over the solver's corners
     (solver/cost/intervals.py) against the logged figure; returns set -> [inside, rows]."""
     from calibrate.memory import vllm_fit
-    fits, _ = vllm_fit.fit_points(points, holdout_spec)
+    fits = fits or vllm_fit.fit_points(points, holdout_spec)[0]
     rows = [(tag, c, ff) for ff in fits.values() for tag, cases in (("fit", ff.fit_cases), ("held", ff.held_cases))
             for c in cases if (c.kv_measured_gib() or 0) > 0]
     rows += [("extra", c, ff) for _r, c, ff, _m, _w in extra_cases(fits, extra) if c is not None]
@@ -250,13 +252,16 @@ def main(argv=None) -> int:
         worst[f"prefill {runtime} (+passes)"] = bench_prefill(rows, runtime, holdout, True)
         worst[f"prefill {runtime} (curve only)"] = bench_prefill(rows, runtime, holdout, False)
     if args.vllm:
+        from calibrate.memory import vllm_fit
         from calibrate.memory.vllm_cli import VLLM_DEFAULT_HOLDOUT
-        kv = bench_vllm_kv(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT)
+        spec = args.vllm_holdout or VLLM_DEFAULT_HOLDOUT
+        fitted = vllm_fit.fit_points(args.vllm, spec)  # one fit, judged three ways below
+        kv = bench_vllm_kv(args.vllm, spec, fitted)
         worst["vLLM KV cache per GPU (held-out rows)"] = max((abs(e) for e in kv["held"]), default=0.0)
         if args.vllm_extra:
-            extra_errs = bench_vllm_extra(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT, args.vllm_extra)
+            extra_errs = bench_vllm_extra(args.vllm, spec, args.vllm_extra, fitted[0])
             worst["vLLM KV cache per GPU (extra set, never fitted)"] = max((abs(e) for e in extra_errs), default=0.0)
-        cover = bench_vllm_kv_interval(args.vllm, args.vllm_holdout or VLLM_DEFAULT_HOLDOUT, args.vllm_extra)
+        cover = bench_vllm_kv_interval(args.vllm, spec, args.vllm_extra, fitted[0])
     print("\n== summary: held-out max relative error")
     for k, v in worst.items():
         print(f"   {k:<52}{v:>7.1%}  {'ok' if v <= args.threshold else 'ABOVE ' + format(args.threshold, '.0%')}")
